@@ -1,0 +1,3 @@
+"""Read/write routing for a PostgreSQL primary and its streaming replicas."""
+
+PRIMARY = "default"

@@ -1,0 +1,90 @@
+"""Middleware that carries read-your-writes across requests and survives a failing replica."""
+
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+from routing import PRIMARY, lsn, state
+from routing.replicas import pool
+
+logger = logging.getLogger("tally.routing")
+
+COOKIE = "tally_wal"
+_SALT = "tally.routing.wal"
+# Used when the primary's position cannot be read after a write: the client then reads from
+# the primary until the cookie expires, the blind pin that the WAL position normally avoids.
+_PIN_UNTIL_EXPIRY = (1 << 64) - 1
+
+
+class ReadYourWritesMiddleware:
+    """Remember where a client's last write got to, in a signed cookie, and route by it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        floor = lsn.parse(
+            request.get_signed_cookie(
+                COOKIE, default=None, salt=_SALT, max_age=settings.TALLY_READ_YOUR_WRITES_SECONDS
+            )
+        )
+        token = state.begin(floor=floor)
+        try:
+            response = self.get_response(request)
+            self._remember(response, state.current())
+        finally:
+            state.end(token)
+        return response
+
+    def _remember(self, response, current):
+        if current.wrote:
+            response.set_signed_cookie(
+                COOKIE,
+                lsn.format_lsn(_primary_position()),
+                salt=_SALT,
+                max_age=settings.TALLY_READ_YOUR_WRITES_SECONDS,
+                secure=settings.SESSION_COOKIE_SECURE,
+                httponly=True,
+                samesite="Lax",
+            )
+        elif current.floor is not None and current.floor_reached:
+            response.delete_cookie(COOKIE, samesite="Lax")
+
+
+def _primary_position():
+    try:
+        with connections[PRIMARY].cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()::text")
+            position = lsn.parse(cursor.fetchone()[0])
+    except DatabaseError:
+        logger.exception("could not read the primary's WAL position; pinning the client")
+        return _PIN_UNTIL_EXPIRY
+    pool().note_primary_lsn(position)
+    return position
+
+
+class ReplicaFailoverMiddleware:
+    """Run a view again on the primary if a replica failed before the request wrote anything.
+
+    It must be the last middleware: it calls the view itself, after every other middleware's
+    process_view (CSRF among them) has run.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        try:
+            return view_func(request, *view_args, **view_kwargs)
+        except DatabaseError as exc:
+            current = state.current()
+            alias = current.replica_used
+            if current.wrote or alias is None or not connections[alias].errors_occurred:
+                raise
+            pool().trip(alias, exc.__class__.__name__)
+            current.replica_used = None
+            return view_func(request, *view_args, **view_kwargs)

@@ -1,0 +1,1 @@
+"""Surveys taken page by page, every page POST persisted."""

@@ -1,0 +1,8 @@
+"""App configuration for surveys."""
+
+from django.apps import AppConfig
+
+
+class SurveysConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "surveys"

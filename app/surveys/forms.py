@@ -1,0 +1,82 @@
+"""The form for one survey page, built from its cached definition."""
+
+from django import forms
+from django.http import Http404
+
+from surveys.models import Question
+
+TEXT_MAX_LENGTH = 2000
+SCALE = [(value, str(value)) for value in range(1, 6)]
+
+
+def _field(question):
+    common = {
+        "label": question.text,
+        "help_text": question.help_text,
+        "required": question.required,
+    }
+    choices = [(choice.id, choice.label) for choice in question.choices]
+    if question.kind == Question.Kind.SINGLE:
+        return forms.TypedChoiceField(
+            choices=choices, coerce=int, empty_value=None, widget=forms.RadioSelect, **common
+        )
+    if question.kind == Question.Kind.MULTIPLE:
+        return forms.TypedMultipleChoiceField(
+            choices=choices, coerce=int, widget=forms.CheckboxSelectMultiple, **common
+        )
+    if question.kind == Question.Kind.SCALE:
+        return forms.TypedChoiceField(
+            choices=SCALE, coerce=int, empty_value=None, widget=forms.RadioSelect, **common
+        )
+    return forms.CharField(
+        max_length=TEXT_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}), **common
+    )
+
+
+class PageForm(forms.Form):
+    """One page's questions; `submission_id` makes a replayed POST recognisable."""
+
+    submission_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, page, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.page = page
+        for question in page.questions:
+            self.fields[question.field_name] = _field(question)
+
+
+def initial_from_answers(page, answers):
+    """Return form initial data from a taker's saved answers {question_id: Answer}."""
+    initial = {}
+    for question in page.questions:
+        answer = answers.get(question.id)
+        if answer is None:
+            continue
+        if question.kind == Question.Kind.SINGLE:
+            initial[question.field_name] = answer.choice_ids[0] if answer.choice_ids else None
+        elif question.kind == Question.Kind.MULTIPLE:
+            initial[question.field_name] = answer.choice_ids
+        elif question.kind == Question.Kind.SCALE:
+            initial[question.field_name] = answer.scale_value
+        else:
+            initial[question.field_name] = answer.text_value
+    return initial
+
+
+def reject_unknown_ids(page, data):
+    """Raise Http404 if the POST names a question not on this page or a choice it does not have.
+
+    Values that are not ids at all are left for the form, which reports them as errors.
+    """
+    questions = {question.field_name: question for question in page.questions}
+    for name in data:
+        if name in ("csrfmiddlewaretoken", "submission_id"):
+            continue
+        question = questions.get(name)
+        if question is None:
+            raise Http404(f"No question {name!r} on this page.")
+        if question.kind not in (Question.Kind.SINGLE, Question.Kind.MULTIPLE):
+            continue
+        for value in data.getlist(name):
+            if value.isdigit() and int(value) not in question.choice_ids:
+                raise Http404(f"No choice {value} for question {question.id}.")

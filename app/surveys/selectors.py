@@ -1,0 +1,151 @@
+"""Reads: survey definitions (cache, then replica), a taker's answers, and survey results."""
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections, router
+from django.db.models import Avg, Count, Q
+
+from surveys.definitions import ChoiceDef, PageDef, QuestionDef, SurveyDef
+from surveys.models import Answer, Page, Response, Survey
+
+_DEFINITION_KEY = "survey-definition:v1:{slug}"
+_RESULTS_KEY = "survey-results:v1:{survey_id}"
+_OPEN_SURVEYS_KEY = "open-surveys:v1"
+# Cached in place of a definition for a slug that does not exist, so that requests for unknown
+# surveys do not reach the database every time.
+_MISSING = "missing"
+
+
+def definition_cache_key(slug):
+    return _DEFINITION_KEY.format(slug=slug)
+
+
+def survey_definition(slug):
+    """Return the SurveyDef for `slug` from the cache, building it on a miss; None if unknown."""
+    key = definition_cache_key(slug)
+    cached = cache.get(key)
+    if cached is None:
+        cached = survey_definition_build(slug) or _MISSING
+        cache.set(key, cached, settings.TALLY_DEFINITION_CACHE_SECONDS)
+    return None if cached == _MISSING else cached
+
+
+def survey_definition_build(slug, *, using=None):
+    """Build a SurveyDef from the database (4 queries), or None if there is no such survey."""
+    survey = Survey.objects.using(using).filter(slug=slug).first()
+    if survey is None:
+        return None
+    pages = (
+        Page.objects.using(using)
+        .filter(survey=survey)
+        .prefetch_related("questions__choices")
+        .order_by("position")
+    )
+    return SurveyDef(
+        id=survey.pk,
+        slug=survey.slug,
+        title=survey.title,
+        intro=survey.intro,
+        is_open=survey.is_open,
+        pages=tuple(
+            PageDef(
+                position=page.position,
+                title=page.title,
+                questions=tuple(
+                    QuestionDef(
+                        id=question.pk,
+                        kind=question.kind,
+                        text=question.text,
+                        help_text=question.help_text,
+                        required=question.required,
+                        choices=tuple(ChoiceDef(c.pk, c.label) for c in question.choices.all()),
+                        scale_low_label=question.scale_low_label,
+                        scale_high_label=question.scale_high_label,
+                    )
+                    for question in page.questions.all()
+                ),
+            )
+            for page in pages
+        ),
+    )
+
+
+def open_surveys():
+    """Return (slug, title) of the surveys open to new takers, cached briefly."""
+    surveys = cache.get(_OPEN_SURVEYS_KEY)
+    if surveys is None:
+        surveys = list(Survey.objects.filter(is_open=True).values_list("slug", "title"))
+        cache.set(_OPEN_SURVEYS_KEY, surveys, settings.TALLY_RESULTS_CACHE_SECONDS)
+    return surveys
+
+
+def response_by_token(token):
+    """Return the Response for a resume token, or None."""
+    return Response.objects.filter(token=token).first()
+
+
+def response_answers(response_id, question_ids):
+    """Return {question_id: Answer} for one taker's answers to the given questions (1 query)."""
+    answers = Answer.objects.filter(response_id=response_id, question_id__in=question_ids).only(
+        "question_id", "choice_ids", "scale_value", "text_value"
+    )
+    return {answer.question_id: answer for answer in answers}
+
+
+_CHOICE_COUNTS_SQL = """
+SELECT a.question_id, c.choice_id, count(*)
+  FROM surveys_answer AS a
+ CROSS JOIN LATERAL unnest(a.choice_ids) AS c(choice_id)
+ WHERE a.question_id = ANY(%s)
+ GROUP BY a.question_id, c.choice_id
+"""
+
+
+def survey_results(definition):
+    """Return aggregate results for a survey, computed on a replica and cached briefly."""
+    key = _RESULTS_KEY.format(survey_id=definition.id)
+    results = cache.get(key)
+    if results is None:
+        results = _survey_results_compute(definition)
+        cache.set(key, results, settings.TALLY_RESULTS_CACHE_SECONDS)
+    return results
+
+
+def _survey_results_compute(definition):
+    question_ids = [question.id for question in definition.questions()]
+    totals = Response.objects.filter(survey_id=definition.id).aggregate(
+        started=Count("id"), completed=Count("id", filter=Q(completed_at__isnull=False))
+    )
+    answered = (
+        Answer.objects.filter(question_id__in=question_ids)
+        .filter(Q(choice_ids__len__gt=0) | Q(scale_value__isnull=False) | ~Q(text_value=""))
+        .values("question_id")
+        .annotate(count=Count("id"), mean=Avg("scale_value"))
+    )
+    per_question = {row["question_id"]: row for row in answered}
+    with connections[router.db_for_read(Answer)].cursor() as cursor:
+        cursor.execute(_CHOICE_COUNTS_SQL, [question_ids])
+        choice_counts = {(q, c): n for q, c, n in cursor.fetchall()}
+    questions = []
+    for question in definition.questions():
+        row = per_question.get(question.id, {})
+        questions.append(
+            {
+                "id": question.id,
+                "text": question.text,
+                "kind": question.kind,
+                "answered": row.get("count", 0),
+                "mean": row.get("mean"),
+                "choices": [
+                    {"label": choice.label, "count": choice_counts.get((question.id, choice.id), 0)}
+                    for choice in question.choices
+                ],
+            }
+        )
+    started = totals["started"]
+    return {
+        "started": started,
+        "completed": totals["completed"],
+        "completion_rate": totals["completed"] / started if started else None,
+        "questions": questions,
+    }

@@ -1,0 +1,172 @@
+"""Survey-taking views: thin wrappers over selectors and services."""
+
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from routing.state import reads_from_replica
+from surveys import selectors, services, takers
+from surveys.forms import PageForm, initial_from_answers, reject_unknown_ids
+from surveys.models import Choice, Page, Question, Survey
+from surveys.services import Outcome
+
+# Survey definitions do not change while surveys are taken, so these views read them from
+# the cache or a replica even for a client pinned to the primary. Admin views never do.
+definitions_from_replica = reads_from_replica(Survey, Page, Question, Choice)
+
+_CONFLICT_MESSAGES = {
+    Outcome.COMPLETED_ALREADY: "This response has already been submitted, so it cannot change.",
+    Outcome.PAGE_NOT_REACHED: "Save the earlier pages of this survey first.",
+}
+
+
+def _definition_or_404(slug):
+    definition = selectors.survey_definition(slug)
+    if definition is None:
+        raise Http404("No such survey.")
+    return definition
+
+
+def _taker_or_404(request, definition, token):
+    taker = takers.taker_for(request, survey_id=definition.id, token=token)
+    if taker is None:
+        raise Http404("No such response.")
+    return taker
+
+
+def _conflict(request, definition, token, outcome):
+    context = {"survey": definition, "token": token, "message": _CONFLICT_MESSAGES[outcome]}
+    return render(request, "surveys/conflict.html", context, status=409)
+
+
+@require_GET
+@definitions_from_replica
+def survey_list(request):
+    return render(request, "surveys/list.html", {"surveys": selectors.open_surveys()})
+
+
+@require_http_methods(["GET", "POST"])
+@definitions_from_replica
+def survey_start(request, slug):
+    definition = _definition_or_404(slug)
+    if request.method == "POST":
+        if not definition.is_open or not definition.page_count:
+            return render(request, "surveys/closed.html", {"survey": definition}, status=409)
+        response = services.response_start(survey_id=definition.id)
+        takers.remember(
+            request, response.token, takers.Taker(response.pk, definition.id, 1, completed=False)
+        )
+        return redirect("surveys:page", slug, response.token, 1)
+    context = {
+        "survey": definition,
+        "resume_token": takers.in_progress_token(request, definition.id),
+    }
+    return render(request, "surveys/start.html", context)
+
+
+@require_GET
+@definitions_from_replica
+def survey_resume(request, slug, token):
+    definition = _definition_or_404(slug)
+    taker = _taker_or_404(request, definition, token)
+    if taker.completed:
+        return redirect("surveys:done", slug, token)
+    if taker.reached_page > definition.page_count:
+        return redirect("surveys:review", slug, token)
+    return redirect("surveys:page", slug, token, taker.reached_page)
+
+
+@require_http_methods(["GET", "POST"])
+@definitions_from_replica
+def survey_page(request, slug, token, position):
+    definition = _definition_or_404(slug)
+    page = definition.page(position)
+    if page is None:
+        raise Http404("No such page.")
+    taker = _taker_or_404(request, definition, token)
+    if taker.completed:
+        if request.method == "POST":
+            return _conflict(request, definition, token, Outcome.COMPLETED_ALREADY)
+        return redirect("surveys:done", slug, token)
+    if position > taker.reached_page:
+        if request.method == "POST":
+            return _conflict(request, definition, token, Outcome.PAGE_NOT_REACHED)
+        return redirect("surveys:page", slug, token, taker.reached_page)
+
+    if request.method == "POST":
+        reject_unknown_ids(page, request.POST)
+        form = PageForm(page, request.POST)
+        if form.is_valid():
+            outcome = services.response_submit_page(
+                response_id=taker.response_id,
+                page=page,
+                cleaned=form.cleaned_data,
+                submission_id=form.cleaned_data["submission_id"],
+            )
+            if outcome is Outcome.UNKNOWN:
+                raise Http404("No such response.")
+            if outcome is not Outcome.SAVED:
+                taker.completed = outcome is Outcome.COMPLETED_ALREADY
+                takers.remember(request, token, taker)
+                return _conflict(request, definition, token, outcome)
+            taker.reached_page = max(taker.reached_page, position + 1)
+            takers.remember(request, token, taker)
+            if position < definition.page_count:
+                return redirect("surveys:page", slug, token, position + 1)
+            return redirect("surveys:review", slug, token)
+        status = 400
+    else:
+        answers = selectors.response_answers(taker.response_id, page.question_ids)
+        form = PageForm(page, initial=initial_from_answers(page, answers))
+        status = 200
+    context = {
+        "survey": definition,
+        "page": page,
+        "form": form,
+        "token": token,
+        "previous": position - 1 if position > 1 else None,
+    }
+    return render(request, "surveys/page.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@definitions_from_replica
+def survey_review(request, slug, token):
+    definition = _definition_or_404(slug)
+    taker = _taker_or_404(request, definition, token)
+    if taker.completed:
+        return redirect("surveys:done", slug, token)
+    if taker.reached_page <= definition.page_count:
+        return redirect("surveys:page", slug, token, taker.reached_page)
+    if request.method == "POST":
+        outcome = services.response_complete(
+            response_id=taker.response_id, page_count=definition.page_count
+        )
+        if outcome is Outcome.UNKNOWN:
+            raise Http404("No such response.")
+        taker.completed = outcome in (Outcome.SAVED, Outcome.COMPLETED_ALREADY)
+        takers.remember(request, token, taker)
+        if outcome is Outcome.PAGE_NOT_REACHED:
+            return _conflict(request, definition, token, outcome)
+        return redirect("surveys:done", slug, token)
+    return render(request, "surveys/review.html", {"survey": definition, "token": token})
+
+
+@require_GET
+@definitions_from_replica
+def survey_done(request, slug, token):
+    definition = _definition_or_404(slug)
+    taker = _taker_or_404(request, definition, token)
+    if not taker.completed:
+        return redirect("surveys:resume", slug, token)
+    results_url = reverse("surveys:results", args=[slug])
+    return render(request, "surveys/done.html", {"survey": definition, "results_url": results_url})
+
+
+@require_GET
+@definitions_from_replica
+def survey_results(request, slug):
+    definition = _definition_or_404(slug)
+    results = selectors.survey_results(definition)
+    return render(request, "surveys/results.html", {"survey": definition, "results": results})

@@ -1,0 +1,1 @@
+"""Tally: a write-heavy survey app built for a primary/replica PostgreSQL pair."""

@@ -1,0 +1,62 @@
+"""Liveness (/healthz) and readiness (/readyz) endpoints for load balancers and monitoring."""
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+
+from routing import PRIMARY
+from routing.replicas import pool
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """The process is up and serving; touches no backend, so a slow database cannot fail it."""
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    """Report every backend; 503 when the primary or the session store is down."""
+    checks = {
+        "primary": _check_primary(),
+        "replicas": {alias: _check_replica(alias) for alias in settings.TALLY_REPLICA_ALIASES},
+        "cache": _check_redis("default"),
+        "sessions": _check_redis(settings.SESSION_CACHE_ALIAS),
+    }
+    ready = checks["primary"]["ok"] and checks["sessions"]["ok"]
+    return JsonResponse({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+def _check_primary():
+    try:
+        with connections[PRIMARY].cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery()")
+            (in_recovery,) = cursor.fetchone()
+    except DatabaseError as exc:
+        return {"ok": False, "error": exc.__class__.__name__}
+    if in_recovery:
+        return {"ok": False, "error": "the primary alias points at a server in recovery"}
+    return {"ok": True}
+
+
+def _check_replica(alias):
+    status = pool().status(alias)
+    return {
+        "ok": status.usable,
+        "lag_seconds": round(status.lag_seconds, 3),
+        "replay_lsn_behind_bytes": max(0, pool().primary_lsn - status.replay_lsn),
+    }
+
+
+def _check_redis(alias):
+    try:
+        get_redis_connection(alias).ping()
+    except (RedisError, OSError) as exc:
+        return {"ok": False, "error": exc.__class__.__name__}
+    return {"ok": True}

@@ -1,0 +1,221 @@
+"""Django settings for Tally: one spine, every deployment-specific value read from the environment.
+
+Each variable is described in app/README.md. Secrets and per-deployment values have no default,
+so a missing one stops the process at startup with a message naming it.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from tally.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------------------------------------
+# Core
+# ---------------------------------------------------------------------------------------------
+SECRET_KEY = env_str("TALLY_SECRET_KEY")
+# Old keys still accepted for signatures (sessions, resume cookies) while a new key rolls out.
+SECRET_KEY_FALLBACKS = env_list("TALLY_SECRET_KEY_FALLBACKS", [])
+DEBUG = env_bool("TALLY_DEBUG", False)
+ALLOWED_HOSTS = env_list("TALLY_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env_list("TALLY_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "surveys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "routing.middleware.ReadYourWritesMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it runs the view itself, after every other process_view (CSRF's included).
+    "routing.middleware.ReplicaFailoverMiddleware",
+]
+
+ROOT_URLCONF = "tally.urls"
+WSGI_APPLICATION = "tally.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------------------------------------
+# Databases: a primary and any number of streaming replicas, each reached through the web
+# host's local pgbouncer in transaction pooling mode.
+# ---------------------------------------------------------------------------------------------
+# Connections to the local pgbouncer are kept for a minute: a fresh one costs a SCRAM handshake
+# (thousands of PBKDF2 rounds on both ends) on every request, and an idle client connection
+# holds no server connection in transaction mode, so keeping it is cheap. The health check
+# replaces a connection that pgbouncer or a restart closed.
+# https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
+CONN_MAX_AGE = env_int("TALLY_DB_CONN_MAX_AGE", 60, minimum=0)
+
+
+def _database(url, *, connect_timeout):
+    config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"Tally needs PostgreSQL; {config['ENGINE']} is not supported.")
+    # Transaction pooling hands each transaction a possibly different server connection, so:
+    # - no server-side cursors (they outlive the transaction that opened them);
+    #   https://docs.djangoproject.com/en/5.2/ref/databases/#transaction-pooling-and-server-side-cursors
+    # - no server-side binding, hence no named prepared statements that another server
+    #   connection would not know (psycopg's client-side binding is the default; kept explicit).
+    config["DISABLE_SERVER_SIDE_CURSORS"] = True
+    config["OPTIONS"] = {
+        "server_side_binding": False,
+        "connect_timeout": connect_timeout,
+        "application_name": env_str("TALLY_DB_APPLICATION_NAME", "tally"),
+    }
+    return config
+
+
+DATABASES = {
+    "default": _database(
+        env_str("TALLY_DATABASE_URL"), connect_timeout=env_int("TALLY_DB_CONNECT_TIMEOUT", 5)
+    ),
+}
+TALLY_REPLICA_ALIASES = []
+for _number, _url in enumerate(env_list("TALLY_REPLICA_URLS", []), start=1):
+    TALLY_REPLICA_ALIASES.append(f"replica{_number}")
+    DATABASES[f"replica{_number}"] = _database(
+        # A dead replica costs at most this long once per breaker interval; keep it short.
+        _url,
+        connect_timeout=env_int("TALLY_REPLICA_CONNECT_TIMEOUT", 2),
+    )
+DATABASE_ROUTERS = ["routing.router.PinningReplicaRouter"]
+
+# Read-your-writes: after a write, a client reads from a replica only once the replica has
+# replayed past the primary's WAL position at that write, and never later than this bound.
+TALLY_READ_YOUR_WRITES_SECONDS = env_int("TALLY_READ_YOUR_WRITES_SECONDS", 15, minimum=1)
+# How long a replica's replay position is trusted before it is asked again (per process).
+TALLY_REPLICA_STATUS_TTL = env_float("TALLY_REPLICA_STATUS_TTL", 0.2, minimum=0)
+# A replica that failed is not tried again for this long: the circuit breaker's interval.
+TALLY_REPLICA_RETRY_SECONDS = env_float("TALLY_REPLICA_RETRY_SECONDS", 5, minimum=0)
+# A replica lagging further than this is skipped and reads fall back to the primary.
+TALLY_REPLICA_MAX_LAG_SECONDS = env_float("TALLY_REPLICA_MAX_LAG_SECONDS", 10, minimum=0)
+TALLY_REPLICA_MAX_LAG_BYTES = env_int("TALLY_REPLICA_MAX_LAG_BYTES", 16 * 1024 * 1024, minimum=0)
+
+# ---------------------------------------------------------------------------------------------
+# Redis: a cache that may evict (allkeys-lru) and a session store that never does
+# (noeviction, appendonly), as separate servers so cache pressure cannot log takers out.
+# ---------------------------------------------------------------------------------------------
+_REDIS_TIMEOUTS = {
+    "SOCKET_CONNECT_TIMEOUT": env_float("TALLY_REDIS_CONNECT_TIMEOUT", 1),
+    "SOCKET_TIMEOUT": env_float("TALLY_REDIS_TIMEOUT", 1),
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": env_str("TALLY_CACHE_URL"),
+        "KEY_PREFIX": "tally",
+        # A cache outage degrades to misses (reads from the replica) instead of errors.
+        "OPTIONS": {**_REDIS_TIMEOUTS, "IGNORE_EXCEPTIONS": True},
+    },
+    "sessions": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": env_str("TALLY_SESSION_URL"),
+        "KEY_PREFIX": "tally",
+        "TIMEOUT": None,
+        "OPTIONS": _REDIS_TIMEOUTS,
+    },
+}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_CACHE_ALIAS = "sessions"
+SESSION_COOKIE_AGE = env_int("TALLY_SESSION_COOKIE_AGE", 14 * 24 * 3600, minimum=60)
+
+TALLY_DEFINITION_CACHE_SECONDS = env_int("TALLY_DEFINITION_CACHE_SECONDS", 3600, minimum=1)
+TALLY_RESULTS_CACHE_SECONDS = env_int("TALLY_RESULTS_CACHE_SECONDS", 30, minimum=1)
+
+# ---------------------------------------------------------------------------------------------
+# Static files: hashed names in an S3 bucket (or an S3-compatible server), served under
+# STATIC_URL, which the load balancer proxies to the bucket.
+# ---------------------------------------------------------------------------------------------
+STATIC_URL = env_str("TALLY_STATIC_URL", "/static/")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "tally.storage.StaticStorage",
+        "OPTIONS": {
+            "bucket_name": env_str("TALLY_STATIC_BUCKET"),
+            "endpoint_url": env_str("TALLY_S3_ENDPOINT_URL", None),
+            "region_name": env_str("TALLY_S3_REGION", "us-east-1"),
+            "access_key": env_str("TALLY_S3_ACCESS_KEY_ID", None),
+            "secret_key": env_str("TALLY_S3_SECRET_ACCESS_KEY", None),
+            "location": "static",
+            "querystring_auth": False,
+            "file_overwrite": True,
+            "object_parameters": {"CacheControl": "public, max-age=31536000, immutable"},
+        },
+    },
+}
+MEDIA_ROOT = BASE_DIR / "media"
+
+# ---------------------------------------------------------------------------------------------
+# HTTPS and browser security. nginx terminates TLS and sets X-Forwarded-Proto; it overwrites
+# any value a client sends, which is what makes trusting the header safe.
+# ---------------------------------------------------------------------------------------------
+_HTTPS = env_bool("TALLY_HTTPS", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = _HTTPS
+# Probes from the host itself come over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("TALLY_HSTS_SECONDS", 31536000 if _HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TALLY_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("TALLY_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = _HTTPS
+CSRF_COOKIE_SECURE = _HTTPS
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+# ---------------------------------------------------------------------------------------------
+# Request limits: a page of ten 2,000-character answers, percent-encoded, fits well inside.
+# nginx's client_max_body_size refuses anything larger before it reaches a worker.
+# ---------------------------------------------------------------------------------------------
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TALLY_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+
+# ---------------------------------------------------------------------------------------------
+# Logging: to stderr, collected by journald under systemd.
+# ---------------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": env_str("TALLY_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,130 @@
+"""Starts the real servers the tests run against and points Django at them."""
+
+import os
+import secrets
+import shutil
+import tempfile
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+from tests import servers
+
+_RUN = SimpleNamespace()
+
+
+def pytest_configure(config):
+    """Start PostgreSQL (primary + replica) and two Redis servers, then set Django up on them."""
+    _RUN.replication = servers.start_replication()
+    _RUN.tmp = tempfile.mkdtemp(prefix="tally-redis-")
+    _RUN.cache = servers.start_redis(
+        tmp=_RUN.tmp, name="cache", policy="allkeys-lru", appendonly=False
+    )
+    _RUN.sessions = servers.start_redis(
+        tmp=_RUN.tmp, name="sessions", policy="noeviction", appendonly=True
+    )
+    replication = _RUN.replication
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tally.settings",
+            "TALLY_SECRET_KEY": secrets.token_urlsafe(50),
+            "TALLY_ALLOWED_HOSTS": "testserver",
+            "TALLY_DATABASE_URL": replication.url(replication.primary),
+            # Two aliases for the one replica server: routing over several replicas is tested.
+            "TALLY_REPLICA_URLS": ",".join([replication.url(replication.replica)] * 2),
+            "TALLY_CACHE_URL": _RUN.cache.url(),
+            "TALLY_SESSION_URL": _RUN.sessions.url(),
+            "TALLY_STATIC_BUCKET": "tally-static",
+            # Short enough that tests see a replica come back without long waits.
+            "TALLY_REPLICA_RETRY_SECONDS": "1",
+        }
+    )
+    import django
+    from django.core.management import call_command
+    from django.test.utils import setup_test_environment
+
+    django.setup()
+    from django.conf import settings  # TEMPORARY until the S3 server is in the harness
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    setup_test_environment()
+    call_command("migrate", verbosity=0)
+    replication.wait_for_replay()
+
+
+def pytest_unconfigure(config):
+    for name in ("cache", "sessions", "replication"):
+        server = getattr(_RUN, name, None)
+        if server is not None:
+            server.stop()
+    if getattr(_RUN, "tmp", None):
+        shutil.rmtree(_RUN.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def replication():
+    """The running primary + replica pair."""
+    return _RUN.replication
+
+
+@pytest.fixture(scope="session")
+def redis_servers():
+    """The running cache and session Redis servers."""
+    return SimpleNamespace(cache=_RUN.cache, sessions=_RUN.sessions)
+
+
+def _app_tables():
+    from django.db import connection
+
+    keep = {"django_migrations", "django_content_type", "auth_permission"}
+    return sorted(set(connection.introspection.django_table_names(only_existing=True)) - keep)
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(replication):
+    """Give each test empty tables, empty Redis, a fresh replica pool and a caught-up replica."""
+    from django.core.cache import caches
+    from django.db import connections
+
+    from routing import state
+    from routing.replicas import pool
+
+    # Code the test runs outside a request gets routing state of its own, as a script would.
+    token = state.begin(floor=None)
+    yield
+    state.end(token)
+
+    for conn in connections.all():
+        conn.close()
+    if not replication.replica.is_running():
+        replication.replica.start()
+    replication.resume_replay()
+    with replication.connect(replication.primary) as conn:
+        tables = ", ".join(psycopg.sql.Identifier(t).as_string(conn) for t in _app_tables())
+        conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    for alias in ("default", "sessions"):
+        caches[alias].clear()
+    pool.cache_clear()
+    replication.wait_for_replay()
+
+
+@pytest.fixture
+def client():
+    """A taker's browser."""
+    return https_client()
+
+
+def https_client():
+    """A browser-like client behind nginx: HTTPS, CSRF enforced, cookies kept, Origin sent."""
+    from django.test import Client
+
+    return Client(
+        enforce_csrf_checks=True,
+        HTTP_HOST="testserver",
+        HTTP_X_FORWARDED_PROTO="https",
+        HTTP_ORIGIN="https://testserver",
+    )

@@ -1,0 +1,353 @@
+"""Throwaway PostgreSQL primary + streaming replica and Redis servers for the test suite.
+
+They are real servers from the system's packages, started in a temporary directory on free
+loopback ports and stopped when the tests end. Nothing here is a stand-in.
+"""
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+# PostgreSQL refuses to run as root; as root, run it as this system user instead.
+_PG_USER = "postgres"
+
+
+class ServerError(RuntimeError):
+    """A test server could not be started; the message says what to install or check."""
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, *, timeout, interval=0.05, what):
+    """Poll `predicate` until it returns a truthy value, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def postgres_bindir():
+    """Return the newest PostgreSQL server bin directory (TALLY_PG_BINDIR overrides)."""
+    override = os.environ.get("TALLY_PG_BINDIR")
+    candidates = [Path(override)] if override else []
+    root = Path("/usr/lib/postgresql")
+    if root.is_dir():
+        versions = sorted(
+            (p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        candidates += [p / "bin" for p in reversed(versions)]
+    if shutil.which("pg_ctl"):
+        candidates.append(Path(shutil.which("pg_ctl")).parent)
+    for candidate in candidates:
+        if (candidate / "postgres").exists() and (candidate / "pg_basebackup").exists():
+            return candidate
+    raise ServerError(
+        "No PostgreSQL server found. On Debian or Ubuntu: apt-get install postgresql "
+        "(or set TALLY_PG_BINDIR to the directory holding postgres and pg_ctl)."
+    )
+
+
+def _demote():
+    """Return subprocess keyword arguments that run a command as the postgres user when root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(_PG_USER)
+    except KeyError:
+        raise ServerError(
+            "Running as root, PostgreSQL needs an unprivileged 'postgres' user; the postgresql "
+            "package creates it."
+        ) from None
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _run(args, **kwargs):
+    result = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode:
+        raise ServerError(f"{' '.join(map(str, args))} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@dataclass
+class PostgresNode:
+    """One PostgreSQL server in a data directory of its own."""
+
+    bindir: Path
+    datadir: Path
+    port: int
+    logfile: Path
+
+    def pg_ctl(self, *args, env=None):
+        return _run(
+            [self.bindir / "pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", *args],
+            env=env,
+            **_demote(),
+        )
+
+    def start(self):
+        self.pg_ctl("start", "-o", f"-p {self.port} -k {self.datadir} -h 127.0.0.1")
+
+    def stop(self, mode="fast"):
+        self.pg_ctl("stop", "-m", mode)
+
+    def is_running(self):
+        return (self.datadir / "postmaster.pid").exists()
+
+
+@dataclass
+class Replication:
+    """A primary and a streaming hot standby built from it with pg_basebackup and a slot."""
+
+    primary: PostgresNode
+    replica: PostgresNode
+    superuser: str
+    superuser_password: str
+    app_user: str
+    app_password: str
+    database: str
+    slot: str
+    tmp: Path
+    extra: dict = field(default_factory=dict)
+
+    def url(self, node, *, user=None, password=None, database=None):
+        user = user or self.app_user
+        password = password or self.app_password
+        return f"postgres://{user}:{password}@127.0.0.1:{node.port}/{database or self.database}"
+
+    def connect(self, node, *, autocommit=True):
+        """A superuser connection to one node, for the tests' own inspection."""
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=node.port,
+            user=self.superuser,
+            password=self.superuser_password,
+            dbname=self.database,
+            autocommit=autocommit,
+        )
+
+    def primary_lsn(self):
+        with self.connect(self.primary) as conn:
+            return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+
+    def replica_caught_up(self, lsn_text):
+        with self.connect(self.replica) as conn:
+            row = conn.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn_text]
+            ).fetchone()
+        return bool(row[0])
+
+    def wait_for_replay(self, timeout=10):
+        """Wait until the replica has replayed everything the primary has written so far."""
+        target = self.primary_lsn()
+        wait_for(lambda: self.replica_caught_up(target), timeout=timeout, what="replica replay")
+
+    def pause_replay(self):
+        with self.connect(self.replica) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self):
+        with self.connect(self.replica) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+    def stop(self):
+        for node in (self.replica, self.primary):
+            if node.is_running():
+                node.stop("immediate")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_PRIMARY_CONF = """
+listen_addresses = '127.0.0.1'
+wal_level = replica
+max_wal_senders = 5
+max_replication_slots = 5
+max_slot_wal_keep_size = '1GB'
+hot_standby = on
+hot_standby_feedback = on
+# A throwaway test cluster: durability is not needed, speed is.
+fsync = off
+full_page_writes = off
+"""
+
+
+def start_replication():
+    """Start a primary and a streaming replica; returns a Replication ready for Django."""
+    bindir = postgres_bindir()
+    tmp = Path(tempfile.mkdtemp(prefix="tally-pg-"))
+    demote = _demote()
+    if demote:
+        os.chown(tmp, demote["user"], demote["group"])
+    superuser, superuser_password = "tally_admin", secrets.token_hex(16)
+    replication = Replication(
+        primary=PostgresNode(bindir, tmp / "primary", free_port(), tmp / "primary.log"),
+        replica=PostgresNode(bindir, tmp / "replica", free_port(), tmp / "replica.log"),
+        superuser=superuser,
+        superuser_password=superuser_password,
+        app_user="tally",
+        app_password=secrets.token_hex(16),
+        database="tally",
+        slot="tally_test_replica",
+        tmp=tmp,
+    )
+    try:
+        _build(replication, bindir, demote)
+    except BaseException:
+        replication.stop()
+        raise
+    return replication
+
+
+def _build(replication, bindir, demote):
+    primary, replica = replication.primary, replication.replica
+    pwfile = replication.tmp / "pwfile"
+    pwfile.write_text(replication.superuser_password + "\n")
+    if demote:
+        os.chown(pwfile, demote["user"], demote["group"])
+    _run(
+        [
+            bindir / "initdb",
+            "-D",
+            primary.datadir,
+            "-U",
+            replication.superuser,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
+        **demote,
+    )
+    with (primary.datadir / "postgresql.conf").open("a") as conf:
+        conf.write(_PRIMARY_CONF)
+    with (primary.datadir / "pg_hba.conf").open("a") as hba:
+        hba.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+    primary.start()
+    # The app's role is an ordinary owner, as in production; only the harness is superuser.
+    admin = psycopg.connect(
+        host="127.0.0.1",
+        port=primary.port,
+        user=replication.superuser,
+        password=replication.superuser_password,
+        dbname="postgres",
+        autocommit=True,
+    )
+    with admin:
+        admin.execute(
+            psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                psycopg.sql.Identifier(replication.app_user),
+                psycopg.sql.Literal(replication.app_password),
+            )
+        )
+        admin.execute(
+            psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                psycopg.sql.Identifier(replication.database),
+                psycopg.sql.Identifier(replication.app_user),
+            )
+        )
+    env = {**os.environ, "PGPASSWORD": replication.superuser_password}
+    _run(
+        [
+            bindir / "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            replication.superuser,
+            "-D",
+            replica.datadir,
+            "-X",
+            "stream",
+            # An immediate checkpoint: the default spread one can take minutes.
+            "--checkpoint=fast",
+            "-R",
+            "-C",
+            "-S",
+            replication.slot,
+        ],
+        env=env,
+        **demote,
+    )
+    replica.start()
+    wait_for(
+        lambda: _streaming(replication),
+        timeout=30,
+        what="the replica to stream from the primary",
+    )
+
+
+def _streaming(replication):
+    with replication.connect(replication.primary) as conn:
+        row = conn.execute("SELECT state FROM pg_stat_replication").fetchone()
+    return row is not None and row[0] == "streaming"
+
+
+@dataclass
+class RedisServer:
+    """One redis-server with a password on a loopback port, configured like a deployment's."""
+
+    name: str
+    workdir: Path
+    policy: str
+    appendonly: bool
+    port: int = field(default_factory=free_port)
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+    process: subprocess.Popen | None = None
+
+    def url(self, db=0):
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServerError(
+                "No redis-server found. On Debian or Ubuntu: apt-get install redis-server"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "redis.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {self.password}\n"
+            f'dir {self.workdir}\nsave ""\nmaxmemory 64mb\nmaxmemory-policy {self.policy}\n'
+            f"appendonly {'yes' if self.appendonly else 'no'}\nappendfsync everysec\n"
+        )
+        self.process = subprocess.Popen(
+            [binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(self._answers, timeout=10, what=f"redis {self.name}")
+
+    def _answers(self):
+        if self.process.poll() is not None:
+            raise ServerError(f"redis-server {self.name} exited with {self.process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            return True
+        return False
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def start_redis(*, tmp, name, policy, appendonly):
+    """Start a redis-server in `tmp`/`name`; returns the running RedisServer."""
+    server = RedisServer(name=name, workdir=Path(tmp) / name, policy=policy, appendonly=appendonly)
+    server.start()
+    return server

@@ -1,0 +1,61 @@
+"""Liveness and readiness endpoints."""
+
+import pytest
+
+
+def test_healthz_touches_no_backend(client, replication):
+    replication.replica.stop()
+    replication.primary.stop()
+    try:
+        response = client.get("/healthz")
+    finally:
+        replication.primary.start()
+    assert response.status_code == 200
+    assert response.content == b"ok\n"
+
+
+def test_healthz_is_served_over_plain_http_for_local_probes():
+    from django.test import Client
+
+    assert Client().get("/healthz").status_code == 200
+    assert Client().get("/").status_code == 301  # everything else redirects to HTTPS
+
+
+def test_readyz_reports_every_backend(client):
+    body = client.get("/readyz").json()
+    assert body["ready"] is True
+    assert body["primary"] == {"ok": True}
+    assert set(body["replicas"]) == {"replica1", "replica2"}
+    assert all(replica["ok"] for replica in body["replicas"].values())
+    assert body["cache"] == {"ok": True}
+    assert body["sessions"] == {"ok": True}
+
+
+def test_readyz_is_503_when_the_primary_is_down(client, replication):
+    replication.primary.stop()
+    try:
+        response = client.get("/readyz")
+    finally:
+        replication.primary.start()
+    assert response.status_code == 503
+    assert response.json()["primary"]["ok"] is False
+
+
+def test_readyz_reports_a_down_replica_but_stays_ready(client, replication):
+    replication.replica.stop()
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert not any(replica["ok"] for replica in response.json()["replicas"].values())
+
+
+@pytest.mark.parametrize(("alias", "status"), [("sessions", 503), ("default", 200)])
+def test_readyz_depends_on_the_session_store_not_the_cache(client, redis_servers, alias, status):
+    server = redis_servers.sessions if alias == "sessions" else redis_servers.cache
+    server.stop()
+    try:
+        response = client.get("/readyz")
+    finally:
+        server.start()
+    assert response.status_code == status
+    key = "sessions" if alias == "sessions" else "cache"
+    assert response.json()[key]["ok"] is False

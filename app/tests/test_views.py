@@ -1,0 +1,338 @@
+"""Taking a survey through the views: the full path, query budgets and bad input."""
+
+import pytest
+from django.core.cache import cache
+
+from routing import PRIMARY
+from surveys.models import Answer, Response
+from tests.conftest import https_client
+from tests.helpers import (
+    csrf_token,
+    post_page,
+    queries_by_alias,
+    seeded_survey,
+    start,
+    valid_answers,
+)
+
+REPLICAS = ["replica1", "replica2"]
+
+
+def _total(queries, aliases):
+    return sum(len(queries[alias]) for alias in aliases)
+
+
+def test_a_survey_is_taken_to_completion(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    for position in range(1, definition.page_count + 1):
+        assert url.endswith(f"/p/{position}/")
+        response = post_page(client, url, valid_answers(definition.page(position)))
+        assert response.status_code == 302, response.content.decode()[:500]
+        url = response["Location"]
+    assert url.endswith("/review/")
+    review = client.get(url)
+    assert review.status_code == 200
+    done = client.post(url, {"csrfmiddlewaretoken": csrf_token(review)})
+    assert done.status_code == 302
+    assert done["Location"].endswith("/done/")
+    assert "Thank you" in client.get(done["Location"]).content.decode()
+    taker = Response.objects.get()
+    assert taker.completed_at is not None
+    assert Answer.objects.filter(response=taker).count() == 50
+    replication.wait_for_replay()
+    with replication.connect(replication.replica) as conn:
+        count = conn.execute("SELECT count(*) FROM surveys_answer").fetchone()[0]
+    assert count == 50, "the answers should have streamed to the replica"
+
+
+def test_a_page_get_runs_one_query_when_the_definition_is_cached(client, replication):
+    seeded_survey(replication)
+    url = start(client)
+    replication.wait_for_replay()
+    client.get(url)  # warm: the replica status is fresh now
+    with queries_by_alias() as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    answer_reads = [sql for alias in queries for sql in queries[alias] if "surveys_answer" in sql]
+    status_probes = [
+        sql for alias in queries for sql in queries[alias] if "pg_is_in_recovery" in sql
+    ]
+    assert len(answer_reads) == 1
+    assert _total(queries, queries) - len(status_probes) == 1, queries
+
+
+def test_a_page_post_runs_three_statements_on_the_primary(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    page = client.get(url)
+    data = {**valid_answers(definition.page(1)), "csrfmiddlewaretoken": csrf_token(page)}
+    with queries_by_alias() as queries:
+        response = client.post(url, data)
+    assert response.status_code == 302
+    assert len(queries[PRIMARY]) == 3, queries[PRIMARY]
+    assert "pg_current_wal_lsn" in queries[PRIMARY][2]
+    assert _total(queries, REPLICAS) == 0
+
+
+def test_a_taker_can_go_back_and_change_answers(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    post_page(client, url, valid_answers(definition.page(1), variant=0))
+    response = post_page(client, url, valid_answers(definition.page(1), variant=3))
+    assert response.status_code == 302
+    assert "Answer 3 to" in client.get(url).content.decode()
+    assert Answer.objects.count() == 10
+
+
+def test_a_resume_link_continues_in_a_new_session(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    post_page(client, url, valid_answers(definition.page(1)))
+    resume = url.replace("/p/1/", "/")
+    fresh = https_client()
+    response = fresh.get(resume)
+    assert response.status_code == 302
+    assert response["Location"].endswith("/p/2/")
+    assert fresh.get(url).status_code == 200
+
+
+def test_the_intro_offers_to_continue_an_unfinished_response(client, replication):
+    seeded_survey(replication)
+    url = start(client)
+    token = url.split("/r/")[1].split("/")[0]
+    assert f"/r/{token}/" in client.get("/s/climate/").content.decode()
+
+
+def test_pages_cannot_be_skipped(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    page3 = url.replace("/p/1/", "/p/3/")
+    assert client.get(page3)["Location"].endswith("/p/1/")
+    intro = client.get(url)
+    response = client.post(
+        page3, {**valid_answers(definition.page(3)), "csrfmiddlewaretoken": csrf_token(intro)}
+    )
+    assert response.status_code == 409
+    assert "earlier pages" in response.content.decode()
+    assert not Answer.objects.exists()
+
+
+def test_invalid_answers_get_400_with_the_errors_and_write_nothing(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    data = valid_answers(definition.page(1))
+    scale = next(q for q in definition.page(1).questions if q.kind == "scale")
+    data[scale.field_name] = "9"
+    text = next(q for q in definition.page(1).questions if q.kind == "text")
+    data[text.field_name] = "x" * 2001
+    response = post_page(client, url, data)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Please correct the answers" in body
+    assert "Select a valid choice" in body
+    assert "at most 2000 characters" in body
+    assert not Answer.objects.exists()
+
+
+def test_missing_required_answers_get_400(client, replication):
+    seeded_survey(replication)
+    url = start(client)
+    response = post_page(client, url, {})
+    assert response.status_code == 400
+    assert "This field is required" in response.content.decode()
+    assert not Answer.objects.exists()
+
+
+def test_a_nul_character_is_refused_not_a_500(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    data = valid_answers(definition.page(1))
+    text = next(q for q in definition.page(1).questions if q.kind == "text")
+    data[text.field_name] = "bad\x00byte"
+    assert post_page(client, url, data).status_code == 400
+    assert not Answer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "mutation", ["unknown_question", "unknown_choice", "other_questions_choice"]
+)
+def test_unknown_ids_get_404_and_write_nothing(client, replication, mutation):
+    definition = seeded_survey(replication)
+    url = start(client)
+    page = definition.page(1)
+    data = valid_answers(page)
+    single = next(q for q in page.questions if q.kind == "single")
+    if mutation == "unknown_question":
+        data["q999999"] = "1"
+    elif mutation == "unknown_choice":
+        data[single.field_name] = "999999"
+    else:
+        other = next(q for q in definition.page(2).questions if q.kind == "single")
+        data[single.field_name] = str(other.choices[0].id)
+    assert post_page(client, url, data).status_code == 404
+    assert not Answer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/s/nope/",
+        "/s/climate/r/AAAAAAAAAAAAAAAAAAAAAAAA/",
+        "/s/climate/r/{token}/p/6/",
+        "/s/climate/r/{token}/p/0/",
+        "/s/nope/results/",
+    ],
+)
+def test_unknown_surveys_responses_and_pages_get_404(client, replication, path):
+    seeded_survey(replication)
+    url = start(client)
+    token = url.split("/r/")[1].split("/")[0]
+    assert client.get(path.format(token=token)).status_code == 404
+
+
+def test_a_response_of_another_survey_is_not_found(client, replication):
+    seeded_survey(replication)
+    seeded_survey(replication, slug="other", pages=1, questions_per_page=2)
+    url = start(client)
+    assert client.get(url.replace("/s/climate/", "/s/other/")).status_code == 404
+
+
+def test_a_post_to_a_completed_response_is_refused_clearly(client, replication):
+    definition = seeded_survey(replication, pages=1, questions_per_page=3)
+    url = start(client)
+    review_url = post_page(client, url, valid_answers(definition.page(1)))["Location"]
+    review = client.get(review_url)
+    client.post(review_url, {"csrfmiddlewaretoken": csrf_token(review)})
+    before = list(Answer.objects.values_list("id", "updated_at").order_by("id"))
+    data = {
+        **valid_answers(definition.page(1), variant=1),
+        "csrfmiddlewaretoken": csrf_token(review),
+    }
+    response = client.post(url, data)
+    assert response.status_code == 409
+    assert "already been submitted" in response.content.decode()
+    assert list(Answer.objects.values_list("id", "updated_at").order_by("id")) == before
+    # The same from another browser that only has the resume link: the database refuses it.
+    other = https_client()
+    other_page = other.get(url)
+    assert other_page.status_code == 302
+    assert other_page["Location"].endswith("/done/")
+
+
+def test_completing_elsewhere_is_caught_by_the_database(client, replication):
+    definition = seeded_survey(replication, pages=1, questions_per_page=3)
+    url = start(client)
+    review_url = post_page(client, url, valid_answers(definition.page(1)))["Location"]
+    stale = https_client()
+    stale.get(url.replace("/p/1/", "/"))
+    stale_page = stale.get(url)  # this session still believes the response is open
+    review = client.get(review_url)
+    client.post(review_url, {"csrfmiddlewaretoken": csrf_token(review)})
+    data = {
+        **valid_answers(definition.page(1), variant=1),
+        "csrfmiddlewaretoken": csrf_token(stale_page),
+    }
+    assert stale.post(url, data).status_code == 409
+
+
+def test_a_body_over_the_limit_is_refused(client, replication):
+    seeded_survey(replication)
+    url = start(client)
+    page = client.get(url)
+    data = {"csrfmiddlewaretoken": csrf_token(page), "q1": "x" * (300 * 1024)}
+    assert client.post(url, data).status_code == 400
+    too_many = {"csrfmiddlewaretoken": csrf_token(page), **{f"f{i}": "1" for i in range(300)}}
+    assert client.post(url, too_many).status_code == 400
+    assert not Answer.objects.exists()
+
+
+def test_posts_without_a_csrf_token_are_forbidden(client, replication):
+    definition = seeded_survey(replication)
+    url = start(client)
+    assert client.post(url, valid_answers(definition.page(1))).status_code == 403
+    assert not Answer.objects.exists()
+
+
+def test_a_closed_survey_cannot_be_started(client, replication):
+    from surveys import services
+    from surveys.models import Survey
+
+    seeded_survey(replication)
+    token = csrf_token(client.get("/s/climate/"))  # the taker opened it before it closed
+    Survey.objects.filter(slug="climate").update(is_open=False)
+    services.survey_definition_refresh(slug="climate")
+    assert "closed" in client.get("/s/climate/").content.decode()
+    response = client.post("/s/climate/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 409
+    assert not Response.objects.exists()
+
+
+def test_results_are_read_from_a_replica_and_cached(client, replication):
+    from surveys import demo
+    from surveys.models import Survey
+
+    seeded_survey(replication)
+    demo.create_responses(Survey.objects.get(slug="climate"), 20)
+    replication.wait_for_replay()
+    with queries_by_alias() as queries:
+        response = client.get("/s/climate/results/")
+    assert response.status_code == 200
+    assert "20 started" in response.content.decode()
+    assert not queries[PRIMARY]
+    assert _total(queries, REPLICAS) >= 3
+    with queries_by_alias() as again:
+        client.get("/s/climate/results/")
+    assert _total(again, again) == 0
+
+
+def test_results_count_choices_and_average_scales(client, replication):
+    definition = seeded_survey(replication, pages=1, questions_per_page=4)
+    for variant in (0, 1):
+        taker = https_client()
+        url = start(taker)
+        post_page(taker, url, valid_answers(definition.page(1), variant=variant))
+    replication.wait_for_replay()
+    cache.clear()
+    body = client.get("/s/climate/results/").content.decode()
+    assert "2 started, 0 completed (0%)" in body
+    assert "mean 1.50" in body  # scale answers 1 and 2
+
+
+def test_survey_list_shows_open_surveys(client, replication):
+    seeded_survey(replication)
+    assert "School climate" in client.get("/").content.decode()
+
+
+def test_the_definition_is_rebuilt_after_an_admin_edit(client, replication):
+    from django.contrib.auth.models import User
+
+    from surveys.models import Question
+
+    definition = seeded_survey(replication)
+    question = Question.objects.get(pk=definition.page(1).questions[0].id)
+    User.objects.create_superuser("author", "a@example.com", "correct horse battery")
+    admin = https_client()
+    admin.force_login(User.objects.get(username="author"))
+    edit_url = f"/admin/surveys/question/{question.pk}/change/"
+    form_page = admin.get(edit_url)
+    assert form_page.status_code == 200
+    data = {
+        "page": question.page_id,
+        "position": question.position,
+        "kind": question.kind,
+        "text": "A rewritten question?",
+        "help_text": "",
+        "required": "on",
+        "scale_low_label": "",
+        "scale_high_label": "",
+        "choices-TOTAL_FORMS": "0",
+        "choices-INITIAL_FORMS": "0",
+        "choices-MIN_NUM_FORMS": "0",
+        "choices-MAX_NUM_FORMS": "1000",
+        "csrfmiddlewaretoken": csrf_token(form_page),
+    }
+    response = admin.post(edit_url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    url = start(client)
+    assert "A rewritten question?" in client.get(url).content.decode()
