@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --locked --no-progress
 # Commands the app tests need, and the Debian packages that provide them.
-TEST_PACKAGES := /usr/lib/postgresql/*/bin/pg_basebackup=postgresql redis-server=redis-server
+TEST_PACKAGES := /usr/lib/postgresql/*/bin/pg_basebackup=postgresql redis-server=redis-server \
+  /usr/sbin/pgbouncer=pgbouncer
 
 .PHONY: help
 help: ## Show this help

@@ -25,14 +25,19 @@ def pytest_configure(config):
         tmp=_RUN.tmp, name="sessions", policy="noeviction", appendonly=True
     )
     replication = _RUN.replication
+    _RUN.pgbouncer = servers.Pgbouncer(workdir=replication.tmp / "pgbouncer")
+    _RUN.pgbouncer.start(replication)
+    primary_url = _RUN.pgbouncer.database_url(replication)
+    replica_url = _RUN.pgbouncer.database_url(replication, replica=True)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "tally.settings",
             "TALLY_SECRET_KEY": secrets.token_urlsafe(50),
             "TALLY_ALLOWED_HOSTS": "testserver",
-            "TALLY_DATABASE_URL": replication.url(replication.primary),
-            # Two aliases for the one replica server: routing over several replicas is tested.
-            "TALLY_REPLICA_URLS": ",".join([replication.url(replication.replica)] * 2),
+            # Django reaches PostgreSQL only through pgbouncer in transaction pooling mode, as
+            # in production. Two aliases for the one replica: routing over several is tested.
+            "TALLY_DATABASE_URL": primary_url,
+            "TALLY_REPLICA_URLS": f"{replica_url},{replica_url}",
             "TALLY_CACHE_URL": _RUN.cache.url(),
             "TALLY_SESSION_URL": _RUN.sessions.url(),
             "TALLY_STATIC_BUCKET": "tally-static",
@@ -57,7 +62,7 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    for name in ("cache", "sessions", "replication"):
+    for name in ("cache", "sessions", "pgbouncer", "replication"):
         server = getattr(_RUN, name, None)
         if server is not None:
             server.stop()
@@ -78,10 +83,10 @@ def redis_servers():
 
 
 def _app_tables():
-    from django.db import connection
+    from django.apps import apps
 
     keep = {"django_migrations", "django_content_type", "auth_permission"}
-    return sorted(set(connection.introspection.django_table_names(only_existing=True)) - keep)
+    return sorted({model._meta.db_table for model in apps.get_models()} - keep)
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +105,13 @@ def clean_slate(replication):
 
     for conn in connections.all():
         conn.close()
-    if not replication.replica.is_running():
-        replication.replica.start()
+    for node in (replication.primary, replication.replica):
+        if not node.is_running():
+            node.start()
+    # After a restart pgbouncer waits server_login_retry before it logs in again.
+    servers.wait_for(
+        lambda: _RUN.pgbouncer.serves(replication), timeout=15, what="pgbouncer to reconnect"
+    )
     replication.resume_replay()
     with replication.connect(replication.primary) as conn:
         tables = ", ".join(psycopg.sql.Identifier(t).as_string(conn) for t in _app_tables())

@@ -182,6 +182,8 @@ max_replication_slots = 5
 max_slot_wal_keep_size = '1GB'
 hot_standby = on
 hot_standby_feedback = on
+# Django works in UTC; a server default of UTC spares a SET TIME ZONE on every new connection.
+timezone = 'UTC'
 # A throwaway test cluster: durability is not needed, speed is.
 fsync = off
 full_page_writes = off
@@ -351,3 +353,97 @@ def start_redis(*, tmp, name, policy, appendonly):
     server = RedisServer(name=name, workdir=Path(tmp) / name, policy=policy, appendonly=appendonly)
     server.start()
     return server
+
+
+_PGBOUNCER_INI = """\
+[databases]
+{database} = host=127.0.0.1 port={primary_port} dbname={database}
+{database}_replica = host=127.0.0.1 port={replica_port} dbname={database}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir = {workdir}
+pidfile = {workdir}/pgbouncer.pid
+logfile = {workdir}/pgbouncer.log
+auth_type = scram-sha-256
+auth_file = {workdir}/userlist.txt
+pool_mode = transaction
+max_client_conn = 200
+default_pool_size = 10
+# Fail fast when a server is down, so the app's fallback can act: the defaults queue a client
+# for up to two minutes.
+server_connect_timeout = 2
+server_login_retry = 1
+query_wait_timeout = 5
+"""
+
+
+@dataclass
+class Pgbouncer:
+    """pgbouncer in transaction pooling mode: one entry for the primary, one for the replica."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    def database_url(self, replication, *, replica=False):
+        name = f"{replication.database}_replica" if replica else replication.database
+        user, password = replication.app_user, replication.app_password
+        return f"postgres://{user}:{password}@127.0.0.1:{self.port}/{name}"
+
+    def start(self, replication):
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            raise ServerError("No pgbouncer found. On Debian or Ubuntu: apt-get install pgbouncer")
+        demote = _demote()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with replication.connect(replication.primary) as conn:
+            # The same SCRAM secret as the server's: pgbouncer authenticates the client with it
+            # and then logs in to PostgreSQL with the keys it derived (SCRAM pass-through).
+            secret = conn.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [replication.app_user]
+            ).fetchone()[0]
+        (self.workdir / "userlist.txt").write_text(f'"{replication.app_user}" "{secret}"\n')
+        (self.workdir / "pgbouncer.ini").write_text(
+            _PGBOUNCER_INI.format(
+                database=replication.database,
+                primary_port=replication.primary.port,
+                replica_port=replication.replica.port,
+                port=self.port,
+                workdir=self.workdir,
+            )
+        )
+        if demote:
+            for path in [self.workdir, *self.workdir.iterdir()]:
+                os.chown(path, demote["user"], demote["group"])
+        self.process = subprocess.Popen(
+            [binary, str(self.workdir / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **demote,
+        )
+        wait_for(self._answers, timeout=10, what="pgbouncer")
+
+    def serves(self, replication):
+        """Whether both entries reach their servers through this pgbouncer."""
+        for replica in (False, True):
+            try:
+                with psycopg.connect(self.database_url(replication, replica=replica)) as conn:
+                    conn.execute("SELECT 1")
+            except psycopg.Error:
+                return False
+        return True
+
+    def _answers(self):
+        if self.process.poll() is not None:
+            log = (self.workdir / "pgbouncer.log").read_text(errors="replace")[-2000:]
+            raise ServerError(f"pgbouncer exited with {self.process.returncode}:\n{log}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            return True
+        return False
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
