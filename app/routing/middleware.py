@@ -67,8 +67,8 @@ def _primary_position():
 class ReplicaFailoverMiddleware:
     """Run a view again on the primary if a replica failed before the request wrote anything.
 
-    It must be the last middleware: it calls the view itself, after every other middleware's
-    process_view (CSRF among them) has run.
+    It must come after any middleware whose process_exception should only see what this one
+    cannot recover: Django calls process_exception from the last middleware up.
     """
 
     def __init__(self, get_response):
@@ -78,13 +78,23 @@ class ReplicaFailoverMiddleware:
         return self.get_response(request)
 
     def process_view(self, request, view_func, view_args, view_kwargs):
+        request.tally_view = (view_func, view_args, view_kwargs)
+
+    def process_exception(self, request, exception):
+        current = state.current()
+        alias = current.replica_used
+        if (
+            not isinstance(exception, DatabaseError)
+            or current.wrote
+            or alias is None
+            or not connections[alias].errors_occurred
+        ):
+            return None
+        pool().trip(alias, exception.__class__.__name__)
+        current.replica_used = None
+        view_func, view_args, view_kwargs = request.tally_view
         try:
             return view_func(request, *view_args, **view_kwargs)
-        except DatabaseError as exc:
-            current = state.current()
-            alias = current.replica_used
-            if current.wrote or alias is None or not connections[alias].errors_occurred:
-                raise
-            pool().trip(alias, exc.__class__.__name__)
-            current.replica_used = None
-            return view_func(request, *view_args, **view_kwargs)
+        except DatabaseError:
+            logger.exception("the retry on the primary failed too")
+            return None

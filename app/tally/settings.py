@@ -43,7 +43,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last: it runs the view itself, after every other process_view (CSRF's included).
+    "tally.middleware.ServiceUnavailableMiddleware",
+    # After ServiceUnavailable: it retries a failed replica read before that one sees the error.
     "routing.middleware.ReplicaFailoverMiddleware",
 ]
 

@@ -77,6 +77,22 @@ def replication():
 
 
 @pytest.fixture(scope="session")
+def bring_back(replication):
+    """Start stopped nodes again and wait until Django can reach them through pgbouncer."""
+    from django.db import connections
+
+    def start(*nodes):
+        for node in nodes:
+            node.start()
+        servers.wait_for(
+            lambda: _RUN.pgbouncer.serves(replication), timeout=15, what="pgbouncer to reconnect"
+        )
+        connections.close_all()
+
+    return start
+
+
+@pytest.fixture(scope="session")
 def redis_servers():
     """The running cache and session Redis servers."""
     return SimpleNamespace(cache=_RUN.cache, sessions=_RUN.sessions)

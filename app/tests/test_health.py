@@ -3,13 +3,13 @@
 import pytest
 
 
-def test_healthz_touches_no_backend(client, replication):
+def test_healthz_touches_no_backend(client, replication, bring_back):
     replication.replica.stop()
     replication.primary.stop()
     try:
         response = client.get("/healthz")
     finally:
-        replication.primary.start()
+        bring_back(replication.primary, replication.replica)
     assert response.status_code == 200
     assert response.content == b"ok\n"
 
@@ -31,12 +31,12 @@ def test_readyz_reports_every_backend(client):
     assert body["sessions"] == {"ok": True}
 
 
-def test_readyz_is_503_when_the_primary_is_down(client, replication):
+def test_readyz_is_503_when_the_primary_is_down(client, replication, bring_back):
     replication.primary.stop()
     try:
         response = client.get("/readyz")
     finally:
-        replication.primary.start()
+        bring_back(replication.primary)
     assert response.status_code == 503
     assert response.json()["primary"]["ok"] is False
 

@@ -336,3 +336,21 @@ def test_the_definition_is_rebuilt_after_an_admin_edit(client, replication):
     assert response.status_code == 302, response.content.decode()[:2000]
     url = start(client)
     assert "A rewritten question?" in client.get(url).content.decode()
+
+
+def test_a_page_post_while_the_primary_is_down_gets_503_and_saves_nothing(
+    client, replication, bring_back
+):
+    definition = seeded_survey(replication)
+    url = start(client)
+    page = client.get(url)
+    data = {**valid_answers(definition.page(1)), "csrfmiddlewaretoken": csrf_token(page)}
+    replication.primary.stop()
+    try:
+        response = client.post(url, data)
+    finally:
+        bring_back(replication.primary)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "was not saved" in response.content.decode()
+    assert not Answer.objects.exists()
