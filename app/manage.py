@@ -1,16 +1,7 @@
 #!/usr/bin/env python3
-"""Django's command-line utility for Tally."""
+"""Django's command-line utility for Tally, from a checkout (installed: `python -m tally`)."""
 
-import os
-import sys
-
-
-def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tally.settings")
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
-
+from tally.__main__ import main
 
 if __name__ == "__main__":
     main()

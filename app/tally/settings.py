@@ -4,14 +4,10 @@ Each variable is described in app/README.md. Secrets and per-deployment values h
 so a missing one stops the process at startup with a message naming it.
 """
 
-from pathlib import Path
-
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from tally.env import env_bool, env_float, env_int, env_list, env_str
-
-BASE_DIR = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------------------------------
 # Core
@@ -31,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "tally",
     "surveys",
 ]
 
@@ -54,7 +51,7 @@ WSGI_APPLICATION = "tally.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -182,7 +179,7 @@ STORAGES = {
         },
     },
 }
-MEDIA_ROOT = BASE_DIR / "media"
+MEDIA_ROOT = env_str("TALLY_MEDIA_ROOT", "/var/lib/tally/media")
 
 # ---------------------------------------------------------------------------------------------
 # HTTPS and browser security. nginx terminates TLS and sets X-Forwarded-Proto; it overwrites
