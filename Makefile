@@ -11,7 +11,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --locked --no-progress
 # Commands the app tests need, and the Debian packages that provide them.
 TEST_PACKAGES := /usr/lib/postgresql/*/bin/pg_basebackup=postgresql redis-server=redis-server \
-  /usr/sbin/pgbouncer=pgbouncer
+  /usr/sbin/pgbouncer=pgbouncer memcached=memcached swift-ring-builder=swift \
+  swift-proxy-server=swift-proxy swift-account-server=swift-account \
+  swift-container-server=swift-container swift-object-server=swift-object
 
 .PHONY: help
 help: ## Show this help

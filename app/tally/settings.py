@@ -172,6 +172,8 @@ STORAGES = {
             "region_name": env_str("TALLY_S3_REGION", "us-east-1"),
             "access_key": env_str("TALLY_S3_ACCESS_KEY_ID", None),
             "secret_key": env_str("TALLY_S3_SECRET_ACCESS_KEY", None),
+            # "path" for S3-compatible servers that have no per-bucket host names.
+            "addressing_style": env_str("TALLY_S3_ADDRESSING_STYLE", None),
             "location": "static",
             "querystring_auth": False,
             "file_overwrite": True,

@@ -4,6 +4,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
@@ -12,18 +13,22 @@ import pytest
 from tests import servers
 
 _RUN = SimpleNamespace()
+STATIC_BUCKET = "tally-static"
 
 
 def pytest_configure(config):
-    """Start PostgreSQL (primary + replica) and two Redis servers, then set Django up on them."""
+    """Start PostgreSQL (primary + replica), two Redis servers and S3; set Django up on them."""
     _RUN.replication = servers.start_replication()
-    _RUN.tmp = tempfile.mkdtemp(prefix="tally-redis-")
+    _RUN.tmp = tempfile.mkdtemp(prefix="tally-services-")
     _RUN.cache = servers.start_redis(
         tmp=_RUN.tmp, name="cache", policy="allkeys-lru", appendonly=False
     )
     _RUN.sessions = servers.start_redis(
         tmp=_RUN.tmp, name="sessions", policy="noeviction", appendonly=True
     )
+    _RUN.s3 = servers.SwiftS3(workdir=Path(_RUN.tmp) / "s3")
+    _RUN.s3.start()
+    _RUN.s3.create_public_bucket(STATIC_BUCKET)
     replication = _RUN.replication
     _RUN.pgbouncer = servers.Pgbouncer(workdir=replication.tmp / "pgbouncer")
     _RUN.pgbouncer.start(replication)
@@ -40,7 +45,11 @@ def pytest_configure(config):
             "TALLY_REPLICA_URLS": f"{replica_url},{replica_url}",
             "TALLY_CACHE_URL": _RUN.cache.url(),
             "TALLY_SESSION_URL": _RUN.sessions.url(),
-            "TALLY_STATIC_BUCKET": "tally-static",
+            "TALLY_STATIC_BUCKET": STATIC_BUCKET,
+            "TALLY_S3_ENDPOINT_URL": _RUN.s3.endpoint_url,
+            "TALLY_S3_ACCESS_KEY_ID": _RUN.s3.access_key,
+            "TALLY_S3_SECRET_ACCESS_KEY": _RUN.s3.key,
+            "TALLY_S3_ADDRESSING_STYLE": "path",
             # Short enough that tests see a replica come back without long waits.
             "TALLY_REPLICA_RETRY_SECONDS": "1",
         }
@@ -50,19 +59,15 @@ def pytest_configure(config):
     from django.test.utils import setup_test_environment
 
     django.setup()
-    from django.conf import settings  # TEMPORARY until the S3 server is in the harness
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
     setup_test_environment()
     call_command("migrate", verbosity=0)
+    # Pages link hashed static names from the manifest that collectstatic puts in the bucket.
+    call_command("collectstatic", interactive=False, verbosity=0)
     replication.wait_for_replay()
 
 
 def pytest_unconfigure(config):
-    for name in ("cache", "sessions", "pgbouncer", "replication"):
+    for name in ("cache", "sessions", "s3", "pgbouncer", "replication"):
         server = getattr(_RUN, name, None)
         if server is not None:
             server.stop()
@@ -90,6 +95,12 @@ def bring_back(replication):
         connections.close_all()
 
     return start
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """The running S3-compatible server, holding the collected static files."""
+    return _RUN.s3
 
 
 @pytest.fixture(scope="session")

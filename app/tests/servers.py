@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,14 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def http(url, *, method="GET", headers=None, timeout=10):
+    """Send one request to an http:// URL on a test server (never another scheme)."""
+    if not url.startswith("http://"):
+        raise ValueError(f"not a test server URL: {url}")
+    request = urllib.request.Request(url, method=method, headers=headers or {})  # noqa: S310
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (checked above)
 
 
 def wait_for(predicate, *, timeout, interval=0.05, what):
@@ -447,3 +456,175 @@ class Pgbouncer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+_SWIFT_STORAGE_SERVER_CONF = """\
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+devices = {devices}
+mount_check = false
+disable_fallocate = true
+swift_dir = {etc}
+workers = 0
+
+[pipeline:main]
+pipeline = {kind}-server
+
+[app:{kind}-server]
+use = egg:swift#{kind}
+"""
+
+# The S3 API (s3api) in front of Swift, with tempauth holding the one account. s3api needs a
+# memcached for its signature checks, as in any Swift deployment.
+_SWIFT_PROXY_CONF = """\
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+swift_dir = {etc}
+workers = 0
+
+[pipeline:main]
+pipeline = catch_errors gatekeeper healthcheck proxy_logging cache listing_formats s3api
+    tempauth copy slo dlo versioned_writes proxy_logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+
+[filter:s3api]
+use = egg:swift#s3api
+
+[filter:tempauth]
+use = egg:swift#tempauth
+user_{account}_{user} = {key} .admin
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:{memcached_port}
+
+{plain_filters}
+"""
+
+_SWIFT_PLAIN_FILTERS = (
+    "catch_errors",
+    "gatekeeper",
+    "healthcheck",
+    "proxy_logging",
+    "listing_formats",
+    "copy",
+    "slo",
+    "dlo",
+    "versioned_writes",
+)
+
+
+@dataclass
+class SwiftS3:
+    """OpenStack Swift with its S3 API, from Debian's packages: the S3-compatible server.
+
+    One proxy, one account, container and object server each on one device, and the memcached
+    the proxy needs. Credentials are an S3 access key `account:user` and its secret key.
+    """
+
+    workdir: Path
+    account: str = "tally"
+    user: str = "static"
+    key: str = field(default_factory=lambda: secrets.token_hex(16))
+    port: int = field(default_factory=free_port)
+    processes: list = field(default_factory=list)
+
+    @property
+    def endpoint_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_key(self):
+        return f"{self.account}:{self.user}"
+
+    def public_url(self, bucket, key):
+        """The unsigned URL a load balancer fetches a public-read object from."""
+        return f"{self.endpoint_url}/v1/AUTH_{self.account}/{bucket}/{key}"
+
+    def start(self):
+        if shutil.which("swift-proxy-server") is None or shutil.which("memcached") is None:
+            raise ServerError(
+                "No Swift or memcached found. On Debian or Ubuntu: apt-get install swift "
+                "swift-proxy swift-account swift-container swift-object memcached"
+            )
+        etc, devices = self.workdir / "etc", self.workdir / "srv"
+        (devices / "d1").mkdir(parents=True)
+        etc.mkdir()
+        (etc / "swift.conf").write_text(
+            f"[swift-hash]\nswift_hash_path_suffix = {secrets.token_hex(8)}\n"
+            f"swift_hash_path_prefix = {secrets.token_hex(8)}\n\n"
+            "[storage-policy:0]\nname = standard\ndefault = yes\n"
+        )
+        memcached_port = free_port()
+        self._spawn(
+            "memcached",
+            # The pid file is never written (no -d), but it puts the work directory on the
+            # command line, where a cleanup after an interrupted run finds it.
+            ["memcached", "-l", "127.0.0.1", "-p", str(memcached_port), "-m", "16", "-U", "0"]
+            + ["-P", str(self.workdir / "memcached.pid")]
+            + (["-u", "nobody"] if os.geteuid() == 0 else []),
+        )
+        for kind in ("account", "container", "object"):
+            port = free_port()
+            builder = etc / f"{kind}.builder"
+            # 2**4 partitions, one replica, one device: the smallest ring there is.
+            _run(["swift-ring-builder", builder, "create", "4", "1", "1"])
+            _run(["swift-ring-builder", builder, "add", f"r1z1-127.0.0.1:{port}/d1", "1"])
+            _run(["swift-ring-builder", builder, "rebalance"])
+            conf = etc / f"{kind}-server.conf"
+            conf.write_text(
+                _SWIFT_STORAGE_SERVER_CONF.format(port=port, devices=devices, etc=etc, kind=kind)
+            )
+            self._spawn(kind, [f"swift-{kind}-server", str(conf), "-v"])
+        proxy = etc / "proxy-server.conf"
+        proxy.write_text(
+            _SWIFT_PROXY_CONF.format(
+                port=self.port,
+                etc=etc,
+                account=self.account,
+                user=self.user,
+                key=self.key,
+                memcached_port=memcached_port,
+                plain_filters="\n".join(
+                    f"[filter:{name}]\nuse = egg:swift#{name}\n" for name in _SWIFT_PLAIN_FILTERS
+                ),
+            )
+        )
+        self._spawn("proxy", ["swift-proxy-server", str(proxy), "-v"])
+        wait_for(self._healthy, timeout=20, what="the Swift proxy")
+
+    def _spawn(self, name, args):
+        log = (self.workdir / f"{name}.log").open("wb")
+        self.processes.append((name, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)))
+        log.close()
+
+    def _healthy(self):
+        for name, process in self.processes:
+            if process.poll() is not None:
+                log = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise ServerError(f"swift {name} exited with {process.returncode}:\n{log}")
+        with contextlib.suppress(OSError), http(f"{self.endpoint_url}/healthcheck", timeout=1) as r:
+            return r.status == 200
+        return False
+
+    def create_public_bucket(self, bucket):
+        """Create a bucket whose objects anyone may read (a Swift container read ACL)."""
+        login = {"X-Auth-User": self.access_key, "X-Auth-Key": self.key}
+        with http(f"{self.endpoint_url}/auth/v1.0", headers=login) as reply:
+            token, storage_url = reply.headers["X-Auth-Token"], reply.headers["X-Storage-Url"]
+        public = {"X-Auth-Token": token, "X-Container-Read": ".r:*"}
+        http(f"{storage_url}/{bucket}", method="PUT", headers=public).close()
+
+    def stop(self):
+        for _name, process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for _name, process in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
