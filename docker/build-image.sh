@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build the local fleet's host image: plain Debian 13 with systemd as PID 1 and Python for
+# Ansible, bootstrapped from Debian packages with mmdebstrap (no registry is needed). No service
+# is baked in: the Ansible roles install everything, as on a cloud VM. `docker import` cannot set
+# a stop signal; containers are run with SIGRTMIN+3, which systemd takes as "shut down".
+#   IMAGE=tally-host:trixie FORCE=1 docker/build-image.sh
+set -euo pipefail
+
+image=${IMAGE:-tally-host:trixie}
+suite=${SUITE:-trixie}
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,less
+here=$(cd "$(dirname "$0")" && pwd)
+# The image is rebuilt when this script (its whole recipe) changes.
+recipe=$(sha256sum "$here/build-image.sh" | cut -c1-16)
+
+if [ -z "${FORCE:-}" ] && [ "$(docker image inspect -f '{{ index .Config.Labels "tally.recipe" }}' "$image" 2>/dev/null)" = "$recipe" ]; then
+  echo "$image is up to date (recipe $recipe)"
+  exit 0
+fi
+
+# Units that have nothing to do in a container, or fail there.
+masked="getty@tty1.service console-getty.service systemd-udevd.service systemd-udev-trigger.service
+  systemd-networkd-wait-online.service systemd-firstboot.service apt-daily.timer
+  apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer systemd-modules-load.service
+  sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount"
+
+echo "Building $image from Debian $suite packages (recipe $recipe)"
+mmdebstrap --variant=minbase --include="$packages" \
+  --customize-hook='for unit in '"$(echo $masked)"'; do ln -sf /dev/null "$1/etc/systemd/system/$unit"; done' \
+  --customize-hook='truncate -s 0 "$1/etc/machine-id"; rm -f "$1/var/lib/dbus/machine-id"' \
+  --customize-hook='ln -sf /lib/systemd/system/multi-user.target "$1/etc/systemd/system/default.target"' \
+  "$suite" - |
+  docker import \
+    --change 'CMD ["/sbin/init"]' \
+    --change 'ENV container=docker' \
+    --change "LABEL tally.recipe=$recipe" \
+    - "$image" >/dev/null
+echo "Built $image"
