@@ -5,6 +5,8 @@ SHELL := /usr/bin/env bash -euo pipefail -c
 ENV ?= local
 UV_VERSION ?= 0.13.9
 PYTEST_ARGS ?=
+E2E_ARGS ?=
+PYTHON_DIRS := app ansible/tests
 
 # uv comes from PATH, or is bootstrapped into .tools/ with the machine's python3.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
@@ -35,26 +37,77 @@ system-packages: ## Install (as root on Debian/Ubuntu) or name the system packag
 	scripts/ensure-packages $(TEST_PACKAGES)
 
 .PHONY: lint
-lint: venv ## Lint and check formatting (ruff)
-	$(RUN) ruff check app
-	$(RUN) ruff format --check app
+lint: venv ## Lint: ruff (Python), yamllint, ansible-lint (production profile)
+	$(RUN) ruff check $(PYTHON_DIRS)
+	$(RUN) ruff format --check $(PYTHON_DIRS)
+	$(RUN) yamllint --strict .
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-lint -q
 
 .PHONY: fmt
 fmt: venv ## Format the code and apply safe lint fixes
-	$(RUN) ruff format app
-	$(RUN) ruff check --fix app
+	$(RUN) ruff format $(PYTHON_DIRS)
+	$(RUN) ruff check --fix $(PYTHON_DIRS)
 
 .PHONY: test
-test: system-packages lint ## Run every check: lint, then the tests on real servers, with coverage
+test: system-packages lint ## Run every check: lint, the app's tests on real servers, then e2e
 	$(RUN) coverage run -m pytest $(PYTEST_ARGS)
 	$(RUN) coverage report
+	# E2E_PENDING $(MAKE) e2e
+
+.PHONY: e2e
+e2e: venv ## Provision the `test` fleet from nothing, verify it end to end, then remove it
+	$(RUN) pytest ansible/tests -p no:cacheprovider -rA $(E2E_ARGS)
+
+# Provisioning: every environment is a folder deploy/ENV with an inventory and group_vars.
+DEPLOY := deploy/$(ENV)
+VAULT_PASSWORD := $(DEPLOY)/.vault-password
+PLAYBOOK := ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml \
+  --vault-password-file $(VAULT_PASSWORD)
+# The web hosts run Debian 13's Python; their wheels are fetched here, since they cannot reach
+# PyPI (and production should not depend on it).
+WHEEL_PYTHON ?= 3.13
+# pip does not widen a manylinux tag to older ones by itself: name each one hosts accept.
+ARCH := $(shell uname -m)
+WHEEL_PLATFORMS ?= manylinux_2_28_$(ARCH) manylinux_2_17_$(ARCH) manylinux2014_$(ARCH)
+PIP_VERSION ?= 25.3
+
+.PHONY: check-env
+check-env:
+	@[ -f $(DEPLOY)/inventory.yml ] || { echo "Unknown ENV '$(ENV)': there is no $(DEPLOY)/inventory.yml." \
+	  "Environments: $$(ls deploy | tr '\n' ' ')" >&2; exit 2; }
+	@if [ "$(ENV)" = local ]; then scripts/ensure-docker; PATH="$$PWD/.venv/bin:$$PATH" scripts/local-vault $(DEPLOY); \
+	elif [ ! -s $(VAULT_PASSWORD) ]; then echo "No vault password for ENV=$(ENV): put it in $(VAULT_PASSWORD)" \
+	  "(see deploy/README.md)." >&2; exit 2; fi
+
+build/wheels/requirements.txt: pyproject.toml uv.lock | venv
+	rm -rf build/wheels && mkdir -p build/wheels
+	$(UV) export --locked --no-default-groups --no-emit-project --format requirements-txt --quiet -o $@.tmp
+	$(UV) tool run --from pip==$(PIP_VERSION) pip download --quiet --dest build/wheels \
+	  --only-binary :all: $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version $(WHEEL_PYTHON) \
+	  --implementation cp -r $@.tmp
+	mv $@.tmp $@
+
+.PHONY: wheels
+wheels: build/wheels/requirements.txt ## Build the app's wheel and fetch its locked dependencies' wheels
+	rm -f build/wheels/tally-*.whl
+	$(UV) build --wheel --out-dir build/wheels --quiet
+	# Reproducible: the same wheels give the same bytes, so a re-provision ships nothing.
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C build/wheels -cf build/wheels.tar .
 
 .PHONY: provision
-provision: ## Stand up the whole stack for ENV (not built yet: see ansible/README.md)
-	@echo "make provision ENV=$(ENV): the provisioning playbooks are not built yet." >&2
-	@echo "Until they land, 'make test' runs the app against real PostgreSQL and Redis." >&2
-	@exit 2
+provision: venv check-env wheels ## Stand up (or converge) the whole stack for ENV: make provision [ENV=local]
+	$(PLAYBOOK) ansible/site.yml
+
+.PHONY: admin-password
+admin-password: venv ## Print the admin password of ENV (from its vault)
+	@ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-vault view --vault-password-file $(VAULT_PASSWORD) \
+	  $(DEPLOY)/group_vars/all/vault.yml | sed -n 's/^vault_admin_password: //p' | tr -d "'"
+
+.PHONY: destroy
+destroy: venv ## Remove ENV's local fleet: its containers and network (a cloud ENV is left alone)
+	@[ -f $(DEPLOY)/inventory.yml ] || { echo "Unknown ENV '$(ENV)'." >&2; exit 2; }
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml ansible/destroy.yml
 
 .PHONY: clean
-clean: ## Remove the virtualenv, tool cache and coverage data
-	rm -rf .venv .tools .coverage .pytest_cache .ruff_cache
+clean: ## Remove the virtualenv, tools, coverage data and build/ (wheels, the local CA)
+	rm -rf .venv .tools .coverage .pytest_cache .ruff_cache build

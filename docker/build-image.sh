@@ -25,7 +25,9 @@ masked="getty@tty1.service console-getty.service systemd-udevd.service systemd-u
   sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount"
 
 echo "Building $image from Debian $suite packages (recipe $recipe)"
-mmdebstrap --variant=minbase --include="$packages" \
+# The package lists stay in the image, so the roles' first `apt` (with cache_valid_time) finds
+# them and refreshes them only when they are old.
+mmdebstrap --variant=minbase --include="$packages" --skip=cleanup/apt/lists \
   --customize-hook='for unit in '"$(echo $masked)"'; do ln -sf /dev/null "$1/etc/systemd/system/$unit"; done' \
   --customize-hook='truncate -s 0 "$1/etc/machine-id"; rm -f "$1/var/lib/dbus/machine-id"' \
   --customize-hook='ln -sf /lib/systemd/system/multi-user.target "$1/etc/systemd/system/default.target"' \

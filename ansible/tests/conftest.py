@@ -1,0 +1,32 @@
+"""Provision the `test` environment's fleet from nothing, once per session, with `make`."""
+
+import os
+
+import pytest
+
+from fleet import ROOT, Fleet, make
+
+ENV = "test"
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """A fleet provisioned from nothing, then provisioned again (the idempotence run).
+
+    The fleet is removed afterwards unless TALLY_KEEP_FLEET=1.
+    """
+    fleet = Fleet(
+        name="tally-test",
+        https_port=9443,
+        http_port=9080,
+        ca=ROOT / "build" / ENV / "ca" / "ca.crt",
+    )
+    destroyed = make("destroy", f"ENV={ENV}")
+    assert destroyed.returncode == 0, destroyed.output[-3000:]
+    for name in ("cold", "warm"):
+        run = make("provision", f"ENV={ENV}")
+        assert run.returncode == 0, f"{name} provision failed:\n{run.output[-6000:]}"
+        fleet.runs[name] = run
+    yield fleet
+    if os.environ.get("TALLY_KEEP_FLEET") != "1":
+        make("destroy", f"ENV={ENV}")

@@ -1,0 +1,192 @@
+"""End to end: a fleet provisioned from nothing serves surveys through nginx over HTTPS.
+
+Each check looks at the real hosts: PostgreSQL on db1 and db2, Redis on cache1, the bucket on
+s3, the firewall on every host. The fleet fixture (conftest.py) provisions twice; the second
+run must change nothing.
+"""
+
+import hashlib
+import re
+import time
+
+import pytest
+import requests
+
+from fleet import Form, make, vault
+
+pytestmark = pytest.mark.usefixtures("fleet")
+
+
+def _session(fleet):
+    session = requests.Session()
+    session.verify = str(fleet.ca)
+    return session
+
+
+def _post(session, fleet, page, form):
+    """Submit a form as a browser does: same-origin Referer and Origin headers."""
+    return session.post(
+        fleet.url + form.action,
+        data=form.fields,
+        headers={"Referer": page.url, "Origin": fleet.url},
+    )
+
+
+def take_survey(fleet):
+    """Take the first survey on the front page to completion; returns (slug, token)."""
+    session = _session(fleet)
+    front = session.get(fleet.url + "/")
+    assert front.status_code == 200
+    slug = re.search(r'href="/s/([\w-]+)/"', front.text).group(1)
+    page = session.get(f"{fleet.url}/s/{slug}/")
+    page = _post(session, fleet, page, Form(page.text))
+    token = re.search(rf"/s/{slug}/r/([\w-]+)/", page.url).group(1)
+    pages = 0
+    while "/p/" in page.url:
+        assert page.status_code == 200, page.text[:2000]
+        page = _post(session, fleet, page, Form(page.text))
+        pages += 1
+    assert page.url.endswith("/review/"), page.url
+    done = _post(session, fleet, page, Form(page.text))
+    assert done.status_code == 200
+    assert done.url.endswith("/done/")
+    return slug, token, pages
+
+
+@pytest.fixture(scope="module")
+def survey(fleet):
+    slug, token, pages = take_survey(fleet)
+    return {"slug": slug, "token": token, "pages": pages}
+
+
+def test_a_second_provision_changes_nothing(fleet):
+    recap = fleet.runs["warm"].recap()
+    assert recap, fleet.runs["warm"].output[-3000:]
+    changed = {host: counters["changed"] for host, counters in recap.items()}
+    assert set(changed.values()) == {0}, changed
+    print(
+        f"\ncold provision {fleet.runs['cold'].seconds:.0f}s, "
+        f"warm {fleet.runs['warm'].seconds:.0f}s, changed={changed}"
+    )
+
+
+def _answers_on(fleet, host, token):
+    return int(
+        fleet.sql(
+            host,
+            "SELECT count(*) FROM surveys_answer a JOIN surveys_response r ON r.id = a.response_id"
+            f" WHERE r.token::text = '{token}' AND r.completed_at IS NOT NULL",
+        )[0][0]
+    )
+
+
+def test_a_survey_taken_through_nginx_is_on_the_primary_and_then_the_replica(fleet, survey):
+    assert survey["pages"] >= 2
+    on_primary = _answers_on(fleet, "db1", survey["token"])
+    assert on_primary > 0
+    deadline = time.monotonic() + 10
+    while _answers_on(fleet, "db2", survey["token"]) != on_primary:
+        assert time.monotonic() < deadline, "the replica never caught up"
+        time.sleep(0.2)
+
+
+def test_db2_streams_from_db1_through_its_slot(fleet):
+    rows = fleet.sql(
+        "db1",
+        "SELECT r.state, s.slot_name, s.active FROM pg_stat_replication r"
+        " JOIN pg_replication_slots s ON s.active_pid = r.pid",
+    )
+    assert rows == [["streaming", "db2", "t"]]
+
+
+def test_results_pages_are_read_on_the_replica(fleet, survey):
+    query = (
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+        " WHERE query ILIKE '%surveys_answer%' AND query NOT ILIKE '%pg_stat_statements%'"
+    )
+    before = {host: int(fleet.sql(host, query)[0][0]) for host in ("db1", "db2")}
+    # A new client (no read-your-writes pin) and a survey whose results are not cached yet.
+    session = _session(fleet)
+    results = session.get(f"{fleet.url}/s/{survey['slug']}/results/")
+    assert results.status_code == 200
+    after = {host: int(fleet.sql(host, query)[0][0]) for host in ("db1", "db2")}
+    assert after["db2"] > before["db2"], (before, after)
+    assert after["db1"] == before["db1"], (before, after)
+
+
+def test_sessions_are_kept_in_the_session_redis(fleet, survey):
+    secrets = vault("test")
+
+    def keys(port, user, password):
+        out = fleet.exec(
+            "cache1",
+            "redis-cli",
+            "-p",
+            str(port),
+            "--user",
+            user,
+            "--no-auth-warning",
+            "DBSIZE",
+            env={"REDISCLI_AUTH": password},
+        )
+        return int(out.strip())
+
+    assert keys(6380, "tally-sessions", secrets["vault_redis_sessions_password"]) > 0
+    sessions_in_cache = fleet.exec(
+        "cache1",
+        "redis-cli",
+        "-p",
+        "6379",
+        "--user",
+        "tally-cache",
+        "--no-auth-warning",
+        "--scan",
+        "--pattern",
+        "*session*",
+        env={"REDISCLI_AUTH": secrets["vault_redis_cache_password"]},
+    )
+    assert sessions_in_cache.strip() == ""
+
+
+def test_static_files_come_from_the_bucket_with_long_lived_cache_headers(fleet):
+    session = _session(fleet)
+    page = session.get(fleet.url + "/").text
+    name, digest = re.search(r'href="(/static/surveys/tally\.([0-9a-f]{12})\.css)"', page).groups()
+    css = session.get(fleet.url + name)
+    assert css.status_code == 200
+    assert hashlib.md5(css.content, usedforsecurity=False).hexdigest()[:12] == digest
+    assert "max-age=31536000" in css.headers["Cache-Control"]
+    assert "immutable" in css.headers["Cache-Control"]
+
+
+def test_plain_http_redirects_to_https(fleet):
+    reply = requests.get(
+        f"http://127.0.0.1:{fleet.http_port}/s/x/?a=1", allow_redirects=False, timeout=10
+    )
+    assert reply.status_code == 301
+    assert reply.headers["Location"] == f"{fleet.url}/s/x/?a=1"
+
+
+def test_https_responses_carry_hsts(fleet):
+    reply = _session(fleet).get(fleet.url + "/")
+    assert reply.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+@pytest.mark.parametrize(
+    ("target", "port"),
+    [("db1", 5432), ("db2", 5432), ("cache1", 6379), ("cache1", 6380), ("web1", 6432)],
+)
+def test_the_load_balancer_cannot_reach_data_services(fleet, target, port):
+    assert not fleet.connects("lb1", target, port)
+
+
+@pytest.mark.parametrize(("target", "port"), [("db1", 5432), ("cache1", 6380), ("s3", 8080)])
+def test_web_hosts_reach_their_services(fleet, target, port):
+    assert fleet.connects("web1", target, port)
+
+
+def test_an_unknown_environment_is_refused_with_the_list_of_environments():
+    run = make("provision", "ENV=nope")
+    assert run.returncode != 0
+    assert "Unknown ENV 'nope'" in run.output
+    assert "local" in run.output
