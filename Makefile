@@ -106,7 +106,8 @@ admin-password: venv ## Print the admin password of ENV (from its vault)
 .PHONY: destroy
 destroy: venv ## Remove ENV's local fleet: its containers and network (a cloud ENV is left alone)
 	@[ -f $(DEPLOY)/inventory.yml ] || { echo "Unknown ENV '$(ENV)'." >&2; exit 2; }
-	ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml ansible/destroy.yml
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml ansible/destroy.yml \
+	  $(if $(wildcard $(VAULT_PASSWORD)),--vault-password-file $(VAULT_PASSWORD))
 
 .PHONY: clean
 clean: ## Remove the virtualenv, tools, coverage data and build/ (wheels, the local CA)
