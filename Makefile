@@ -74,8 +74,11 @@ PIP_VERSION ?= 25.3
 .PHONY: check-env
 check-env:
 	@[ -f $(DEPLOY)/inventory.yml ] || { echo "Unknown ENV '$(ENV)': there is no $(DEPLOY)/inventory.yml." \
-	  "Environments: $$(ls deploy | tr '\n' ' ')" >&2; exit 2; }
-	@if [ "$(ENV)" = local ]; then scripts/ensure-docker; PATH="$$PWD/.venv/bin:$$PATH" scripts/local-vault $(DEPLOY); \
+	  "Environments: $$(cd deploy && ls -d */ | tr -d / | tr '\n' ' ')" >&2; exit 2; }
+	@# An environment with a local fleet (fleet_name in its settings) needs Docker, and makes
+	@# its own secrets; any other must bring its vault password.
+	@if grep -qs '^fleet_name:' $(DEPLOY)/group_vars/all/*.yml; then scripts/ensure-docker; \
+	  PATH="$$PWD/.venv/bin:$$PATH" scripts/local-vault $(DEPLOY); \
 	elif [ ! -s $(VAULT_PASSWORD) ]; then echo "No vault password for ENV=$(ENV): put it in $(VAULT_PASSWORD)" \
 	  "(see deploy/README.md)." >&2; exit 2; fi
 

@@ -13,7 +13,8 @@ ENV = "test"
 def fleet():
     """A fleet provisioned from nothing, then provisioned again (the idempotence run).
 
-    The fleet is removed afterwards unless TALLY_KEEP_FLEET=1.
+    The fleet is removed afterwards unless TALLY_KEEP_FLEET=1. While working on the tests,
+    TALLY_REUSE_FLEET=1 keeps a fleet from an earlier run and only provisions it once more.
     """
     fleet = Fleet(
         name="tally-test",
@@ -21,9 +22,11 @@ def fleet():
         http_port=9080,
         ca=ROOT / "build" / ENV / "ca" / "ca.crt",
     )
-    destroyed = make("destroy", f"ENV={ENV}")
-    assert destroyed.returncode == 0, destroyed.output[-3000:]
-    for name in ("cold", "warm"):
+    reuse = os.environ.get("TALLY_REUSE_FLEET") == "1"
+    if not reuse:
+        destroyed = make("destroy", f"ENV={ENV}")
+        assert destroyed.returncode == 0, destroyed.output[-3000:]
+    for name in ("warm",) if reuse else ("cold", "warm"):
         run = make("provision", f"ENV={ENV}")
         assert run.returncode == 0, f"{name} provision failed:\n{run.output[-6000:]}"
         fleet.runs[name] = run

@@ -25,6 +25,16 @@ class Run:
             totals[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
         return totals
 
+    def changed_tasks(self):
+        """(task, host) for every task that reported a change."""
+        task, changes = None, []
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[6 : line.rindex("]")]
+            elif line.startswith("changed: ["):
+                changes.append((task, line[10 : line.index("]")]))
+        return changes
+
 
 def make(*args, env=None, timeout=3600):
     """Run `make ARGS` at the repository root and return the finished Run."""
