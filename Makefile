@@ -6,7 +6,7 @@ ENV ?= local
 UV_VERSION ?= 0.13.9
 PYTEST_ARGS ?=
 E2E_ARGS ?=
-PYTHON_DIRS := app ansible/tests
+PYTHON_DIRS := app ansible/tests deploy/capacity
 
 # uv comes from PATH, or is bootstrapped into .tools/ with the machine's python3.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
@@ -52,7 +52,7 @@ fmt: venv ## Format the code and apply safe lint fixes
 test: system-packages lint ## Run every check: lint, the app's tests on real servers, then e2e
 	$(RUN) coverage run -m pytest $(PYTEST_ARGS)
 	$(RUN) coverage report
-	# E2E_PENDING $(MAKE) e2e
+	$(MAKE) e2e
 
 .PHONY: e2e
 e2e: venv ## Provision the `test` fleet from nothing, verify it end to end, then remove it
@@ -97,9 +97,20 @@ wheels: build/wheels/requirements.txt ## Build the app's wheel and fetch its loc
 	# Reproducible: the same wheels give the same bytes, so a re-provision ships nothing.
 	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C build/wheels -cf build/wheels.tar .
 
+# The capacity model (deploy/capacity): every sizing value the roles use, from each
+# environment's capacity.yml and inventory.
+CAPACITY := PYTHONPATH=deploy $(RUN) python -m capacity
+CAPACITY_ENVS = $(patsubst deploy/%/capacity.yml,%,$(wildcard deploy/*/capacity.yml))
+
+.PHONY: capacity
+capacity: venv ## Run the capacity model: build/capacity/capacity.xlsx (live formulas) and a table per ENV
+	$(CAPACITY) $(CAPACITY_ENVS) --out build/capacity
+
 .PHONY: provision
 provision: venv check-env wheels ## Stand up (or converge) the whole stack for ENV: make provision [ENV=local]
-	$(PLAYBOOK) ansible/site.yml
+	@# The model's checks stop a provision whose sizing cannot work, before any host changes.
+	$(CAPACITY) $(ENV) --out build/$(ENV)/capacity
+	$(PLAYBOOK) -e @build/$(ENV)/capacity/$(ENV).vars.yml ansible/site.yml
 
 .PHONY: admin-password
 admin-password: venv ## Print the admin password of ENV (from its vault)
