@@ -67,8 +67,10 @@ PLAYBOOK := ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPL
 # PyPI (and production should not depend on it).
 WHEEL_PYTHON ?= 3.13
 # pip does not widen a manylinux tag to older ones by itself: name each one hosts accept.
-ARCH := $(shell uname -m)
-WHEEL_PLATFORMS ?= manylinux_2_28_$(ARCH) manylinux_2_17_$(ARCH) manylinux2014_$(ARCH)
+# WHEEL_ARCH is the hosts' architecture (x86_64 or aarch64): this machine's by default, which
+# is what local containers run; set it when provisioning VMs of another kind.
+WHEEL_ARCH ?= $(shell uname -m)
+WHEEL_PLATFORMS ?= manylinux_2_28_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 PIP_VERSION ?= 25.3
 
 .PHONY: check-env
