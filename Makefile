@@ -6,7 +6,7 @@ ENV ?= local
 UV_VERSION ?= 0.13.9
 PYTEST_ARGS ?=
 E2E_ARGS ?=
-PYTHON_DIRS := app ansible/tests deploy/capacity
+PYTHON_DIRS := app ansible/tests deploy/capacity loadtests
 
 # uv comes from PATH, or is bootstrapped into .tools/ with the machine's python3.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)

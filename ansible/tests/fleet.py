@@ -4,7 +4,6 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,58 +99,3 @@ class Fleet:
             "    sys.exit(1)\n"
         )
         return self.run(source, "python3", "-c", probe).returncode == 0
-
-
-class Form(HTMLParser):
-    """The first <form method=post> of a page: its action and the values a taker would send.
-
-    A taker answers every question: the first option of each radio group and of each set of
-    checkboxes, and a short text in every textarea.
-    """
-
-    def __init__(self, html):
-        super().__init__()
-        self.action = None
-        self.fields = {}
-        self._in_form = False
-        self._done = False
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if self._done:
-            return
-        if tag == "form" and attrs.get("method", "").lower() == "post":
-            self._in_form, self.action = True, attrs.get("action")
-        elif self._in_form and tag == "input" and attrs.get("name"):
-            kind, name = attrs.get("type", "text"), attrs["name"]
-            if kind in ("radio", "checkbox"):
-                self.fields.setdefault(name, attrs.get("value"))
-            elif kind != "submit":
-                self.fields[name] = attrs.get("value", "")
-        elif self._in_form and tag == "textarea" and attrs.get("name"):
-            self.fields[attrs["name"]] = "Answered end to end."
-
-    def handle_endtag(self, tag):
-        if tag == "form" and self._in_form:
-            self._in_form, self._done = False, True
-
-
-def vault(env):
-    """The decrypted vault of deploy/ENV, for the tests' own inspection (never printed)."""
-    import yaml
-
-    deploy = ROOT / "deploy" / env
-    result = subprocess.run(
-        [
-            str(ROOT / ".venv/bin/ansible-vault"),
-            "view",
-            "--vault-password-file",
-            str(deploy / ".vault-password"),
-            str(deploy / "group_vars/all/vault.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return yaml.safe_load(result.stdout)

@@ -12,7 +12,9 @@ import time
 import pytest
 import requests
 
-from fleet import Form, make, vault
+from fleet import make
+from loadtests.fleet import vault
+from loadtests.forms import Form
 
 pytestmark = pytest.mark.usefixtures("fleet")
 

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    *(["tally.middleware.ServerTimingMiddleware"] if env_bool("TALLY_SERVER_TIMING", True) else []),
     "django.middleware.security.SecurityMiddleware",
     "routing.middleware.ReadYourWritesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

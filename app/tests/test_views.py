@@ -358,3 +358,12 @@ def test_a_page_post_while_the_primary_is_down_gets_503_and_saves_nothing(
     assert response["Retry-After"] == "5"
     assert "was not saved" in response.content.decode()
     assert not Answer.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/", "/s/no-such-survey/"])
+def test_every_response_tells_the_service_time(client, replication, path):
+    seeded_survey(replication)
+    response = client.get(path)
+    name, _, duration = response["Server-Timing"].partition(";dur=")
+    assert name == "app"
+    assert 0 < float(duration) < 60_000

@@ -204,8 +204,8 @@ def numeric_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(Inputs) if f.name != "calibrated"]
 
 
-def inventory_counts(path: Path) -> dict[str, int]:
-    """Count the hosts of the groups the model needs in an Ansible YAML inventory."""
+def inventory_groups(path: Path) -> dict[str, set[str]]:
+    """Every group of an Ansible YAML inventory with its hosts, children's hosts included."""
     groups: dict[str, set[str]] = {}
 
     def walk(name: str, group: dict) -> set[str]:
@@ -217,6 +217,12 @@ def inventory_counts(path: Path) -> dict[str, int]:
         return hosts
 
     walk("all", yaml.safe_load(path.read_text())["all"])
+    return groups
+
+
+def inventory_counts(path: Path) -> dict[str, int]:
+    """Count the hosts of the groups the model needs in an Ansible YAML inventory."""
+    groups = inventory_groups(path)
     size = {name: len(hosts) for name, hosts in groups.items()}
     return {
         "lb_hosts": size.get("lb", 0),

@@ -1,0 +1,250 @@
+"""python -m loadtests ENV [--shape step|calibration|soak|light] [options]
+
+Runs Locust headless against ENV's local fleet (https://127.0.0.1:<port> only), samples the
+fleet meanwhile, reconciles the ledger with the database and writes a report folder
+(index.html, summary.json, the raw CSVs). Prints the report's path; exits 1 when a judged
+verdict fails. `--shape calibration` also writes the measured service times into
+deploy/ENV/capacity.yml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from capacity import model as capacity_model
+from loadtests import analysis, ledger, plan, report
+from loadtests.fleet import ROOT, Fleet, vault
+from loadtests.samplers import Sampling
+
+PROFILES = {
+    "taker": ["SurveyTaker"],
+    "viewer": ["ResultsViewer"],
+    "mixed": ["SurveyTaker", "ResultsViewer"],
+}
+# The verdicts each shape is judged on; the others are printed.
+SOAK_JUDGED = {
+    "server connections",
+    "no errors below capacity",
+    "no pgbouncer waits below capacity",
+    "p95 at the target load",
+    "ledger",
+    "valid run",
+}
+JUDGED = {
+    "step": SOAK_JUDGED | {"capacity"},
+    "soak": SOAK_JUDGED,
+    "light": {"no errors below capacity", "ledger"},
+    "calibration": {"no errors below capacity", "ledger", "valid run"},
+}
+
+
+def arguments(argv=None):
+    p = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__.split("\n\n")[1])
+    p.add_argument("env", help="environment under deploy/ (a local fleet)")
+    p.add_argument("--shape", choices=sorted(JUDGED), default="step")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="taker",
+        help="taker: the model's mix; viewer: results pages only; mixed: 9 takers to 1 viewer",
+    )
+    p.add_argument("--think", type=float, help="mean think time per page, s (default: the model's)")
+    p.add_argument(
+        "--step-seconds", type=float, default=60, help="length of each step (step shape)"
+    )
+    p.add_argument("--seconds", type=float, help="length of a calibration, soak or light run")
+    p.add_argument("--users", type=int, default=3, help="users of a calibration or light run")
+    p.add_argument("--warmup", type=float, default=10, help="seconds cut from each stage's start")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Locust processes on this machine (>1: a master and that many workers)",
+    )
+    p.add_argument(
+        "--out", type=Path, help="report folder (default build/ENV/loadtest/<time>-<shape>)"
+    )
+    return p.parse_args(argv)
+
+
+def build_plan(args, fleet: Fleet) -> plan.Plan:
+    inputs = capacity_model.load(args.env)
+    values = capacity_model.evaluate(inputs).values
+    think = args.think if args.think is not None else inputs.think_time_s
+    if args.shape == "step":
+        stages = plan.step_stages(values, think, args.step_seconds)
+    elif args.shape == "soak":
+        stages = plan.soak_stages(values, think, args.seconds or 1800)
+    elif args.shape == "light":
+        stages = plan.light_stages(values, think, args.seconds or 45, args.users)
+    else:
+        stages = plan.calibration_stages(args.seconds or 90, args.users)
+    return plan.Plan(
+        shape=args.shape,
+        env=args.env,
+        host=fleet.url,
+        ca=str(fleet.ca),
+        think_time_s=think,
+        stages=stages,
+        profile=args.profile,
+        results_view_share=inputs.results_views_per_survey,
+        warmup_s=args.warmup,
+        model={**values, "calibrated": inputs.calibrated},
+    )
+
+
+def preflight(fleet: Fleet) -> None:
+    if not fleet.ca.exists():
+        sys.exit(
+            f"No CA at {fleet.ca}: provision the fleet first (make provision ENV={fleet.env})."
+        )
+    context = ssl.create_default_context(cafile=str(fleet.ca))
+    try:
+        with urllib.request.urlopen(f"{fleet.url}/readyz", context=context, timeout=10) as r:
+            r.read()
+    except OSError as error:
+        sys.exit(
+            f"The fleet does not answer at {fleet.url}/readyz ({error}): is ENV={fleet.env} "
+            f"provisioned (make provision ENV={fleet.env})?"
+        )
+
+
+def run_locust(the_plan: plan.Plan, out: Path, processes: int) -> int:
+    argv = [
+        str(ROOT / ".venv/bin/locust"),
+        "-f",
+        str(ROOT / "loadtests/locustfile.py"),
+        "--headless",
+        "--host",
+        the_plan.host,
+        "--html",
+        str(out / "locust.html"),
+        "--csv",
+        str(out / "locust"),
+        "--csv-full-history",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    argv += PROFILES[the_plan.profile]
+    env = {
+        **os.environ,
+        "TALLY_LOAD_PLAN": str(out / "plan.json"),
+        "TALLY_LOAD_OUT": str(out),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "deploy")]),
+    }
+    with (out / "locust.log").open("w") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return process
+
+
+def pgbouncer_totals(fleet: Fleet, password: str) -> tuple[float, float]:
+    """Transactions and their total time (µs) pgbouncer has counted, over every web host."""
+    count = micros = 0.0
+    for host in fleet.hosts("web"):
+        for row in fleet.pgbouncer(host, "SHOW STATS", password):
+            if row.get("database") != "pgbouncer":
+                count += float(row["total_xact_count"])
+                micros += float(row["total_xact_time"])
+    return count, micros
+
+
+CALIBRATED_KEYS = ("page_get", "page_post", "start", "results")
+
+
+def write_calibration(env: str, service: dict, db_transaction_ms: float) -> tuple[Path, dict]:
+    """Put measured service times into deploy/ENV/capacity.yml, keeping its comments."""
+    path = (ROOT / "deploy" / env / "capacity.yml").resolve()
+    text = path.read_text()
+    values = {"calibrated": "true", "db_transaction_ms": f"{db_transaction_ms:.2f}"}
+    for endpoint in CALIBRATED_KEYS:
+        if endpoint not in service:
+            raise SystemExit(f"calibration measured no {endpoint} requests; run it longer")
+        mean, p99, _count = service[endpoint]
+        values[f"{endpoint}_ms"] = f"{mean:.1f}"
+        values[f"{endpoint}_p99_ms"] = f"{p99:.0f}"
+    for key, value in values.items():
+        text, found = re.subn(rf"(?m)^(\s+{key}:\s*)[^\s#]+", rf"\g<1>{value}", text)
+        if found != 1:
+            raise SystemExit(f"{path}: no single `{key}:` line to update")
+    path.write_text(text)
+    return path, values
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    fleet = Fleet.of(args.env)
+    the_plan = build_plan(args, fleet)
+    out = (
+        args.out
+        or ROOT / "build" / args.env / "loadtest" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.shape}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    the_plan.save(out / "plan.json")
+    preflight(fleet)
+    secrets = vault(args.env)
+    before = pgbouncer_totals(fleet, secrets["vault_pgbouncer_stats_password"])
+    sampling = Sampling(fleet, out, the_plan.seconds)
+    sampling.start()
+    print(
+        f"loadtest: {args.shape} against {fleet.url}: "
+        + ", ".join(f"{s.label} {s.users} users {s.seconds:g} s" for s in the_plan.stages),
+        flush=True,
+    )
+    process = run_locust(the_plan, out, args.processes)
+    sampling.watch_generator(process.pid)
+    status = process.wait()
+    sampling.stop()
+    after = pgbouncer_totals(fleet, secrets["vault_pgbouncer_stats_password"])
+    if not (out / "requests.csv").exists():
+        print((out / "locust.log").read_text()[-3000:], file=sys.stderr)
+        sys.exit(f"Locust exited {status} without results; its log: {out / 'locust.log'}")
+
+    requests = analysis.read_requests(out / "requests.csv")
+    samples = analysis.read_samples(out / "samples.csv")
+    starts = analysis.load_json(out / "stages.json", [])
+    run_end = max((r.time for r in requests), default=time.time())
+    stages = [
+        analysis.measure_stage(stage, start, end, requests, samples, the_plan)
+        for stage, start, end in analysis.stage_windows(the_plan, starts, run_end)
+    ]
+    reconciled = ledger.reconcile(fleet, out / "ledger.csv")
+    reconciled["generator_processes"] = args.processes
+    generator_cpu = [v for t, h, m, v in samples if h == "cpu" and m == "generator"]
+    verdict_list = analysis.verdicts(
+        the_plan, stages, reconciled, generator_cpu, JUDGED[args.shape]
+    )
+    transactions = after[0] - before[0]
+    db_ms = (after[1] - before[1]) / transactions / 1000 if transactions else float("nan")
+    extra = {"db_transactions": transactions, "db_transaction_ms": db_ms}
+    if args.shape == "calibration":
+        path, written = write_calibration(args.env, stages[0].service_ms, db_ms)
+        extra["calibration"] = written
+        print(f"loadtest: wrote measured service times to {path}: {written}")
+    index = report.write(out, the_plan, requests, samples, stages, verdict_list, reconciled, extra)
+
+    width = max(len(v.name) for v in verdict_list)
+    for v in verdict_list:
+        print(f"  {v.name:<{width}}  {v.word:<18} measured {v.measured}; predicted {v.predicted}")
+    failed = [v.name for v in verdict_list if v.judged and v.passed is not True]
+    print(f"loadtest: report {index}")
+    if failed:
+        print(f"loadtest: FAILED verdicts: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""From a run's raw files to per-stage measurements and verdicts (no plotting here).
+
+Files of a run folder: plan.json (what was offered), requests.csv (every request: time, name,
+response and in-app time, ok), stages.json (when each stage began), samples.csv (the fleet's
+samplers) and ledger.json (the reconciliation with the database).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadtests.plan import ENDPOINT_OF, SUBMISSIONS, Plan
+
+CAPACITY_TOLERANCE = 0.15
+GENERATOR_CPU_LIMIT = 0.9  # of one core per Locust process
+GENERATOR_BUSY_SHARE = 0.1  # of the samples may be above that limit
+ACHIEVED_SHARE = 0.9  # of the closed model's expected rate, or the generator lagged
+
+
+@dataclass
+class Request:
+    time: float
+    name: str
+    response_ms: float
+    server_ms: float | None
+    ok: bool
+
+
+def read_requests(path: Path) -> list[Request]:
+    with path.open() as f:
+        return [
+            Request(
+                float(row["time"]),
+                row["name"],
+                float(row["response_ms"]),
+                float(row["server_ms"]) if row["server_ms"] else None,
+                row["ok"] == "True",
+            )
+            for row in csv.DictReader(f)
+        ]
+
+
+def read_samples(path: Path) -> list[tuple[float, str, str, float]]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [
+            (float(r["time"]), r["host"], r["metric"], float(r["value"])) for r in csv.DictReader(f)
+        ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank; nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class StageResult:
+    label: str
+    users: int
+    offered_rps: float  # planned, at the model's service time
+    start: float
+    end: float
+    requests: int = 0
+    failures: int = 0
+    rps: float = 0.0
+    submissions_per_s: float = 0.0
+    p50_ms: float = math.nan
+    p95_ms: float = math.nan
+    p99_ms: float = math.nan
+    server_mean_ms: float = math.nan
+    utilisation: float = math.nan  # of the web tier's worker slots (utilisation law)
+    expected_rps: float = math.nan  # closed model with the measured response time
+    peak_server_connections: float = math.nan  # per database host
+    mean_active_server_connections: float = math.nan  # both database hosts
+    peak_client_waiting: float = math.nan  # pgbouncer, all web hosts
+    generator_cpu_peak: float = math.nan
+    service_ms: dict = field(default_factory=dict)  # endpoint -> (mean, p99) of in-app time
+
+
+def stage_windows(plan: Plan, starts: list[dict], run_end: float) -> list[tuple]:
+    """(stage, measured start, end) with each stage's warm-up cut off."""
+    windows = []
+    for i, began in enumerate(starts):
+        stage = next(s for s in plan.stages if s.label == began["label"])
+        end = starts[i + 1]["time"] if i + 1 < len(starts) else run_end
+        windows.append((stage, min(began["time"] + plan.warmup_s, end), end))
+    return windows
+
+
+def _series(samples, metric, start, end):
+    """{time: {host: value}} of one metric in a window."""
+    by_time: dict[float, dict[str, float]] = defaultdict(dict)
+    for t, host, name, value in samples:
+        if name == metric and start <= t < end:
+            by_time[round(t)][host] = value
+    return by_time
+
+
+def measure_stage(stage, start, end, requests, samples, plan: Plan) -> StageResult:
+    result = StageResult(stage.label, stage.users, stage.offered_rps, start, end)
+    window = [r for r in requests if start <= r.time < end]
+    seconds = max(end - start, 1e-9)
+    result.requests = len(window)
+    result.failures = sum(not r.ok for r in window)
+    result.rps = len(window) / seconds
+    result.submissions_per_s = sum(r.ok and r.name in SUBMISSIONS for r in window) / seconds
+    times = [r.response_ms for r in window]
+    result.p50_ms, result.p95_ms, result.p99_ms = (percentile(times, q) for q in (50, 95, 99))
+    in_app = [r.server_ms for r in window if r.server_ms is not None]
+    if in_app:
+        result.server_mean_ms = sum(in_app) / len(in_app)
+        slots = plan.model["web_hosts"] * plan.model["web_worker_slots"]
+        result.utilisation = sum(in_app) / 1000 / seconds / slots
+    by_endpoint = defaultdict(list)
+    for r in window:
+        if r.server_ms is not None and r.name in ENDPOINT_OF:
+            by_endpoint[ENDPOINT_OF[r.name]].append(r.server_ms)
+    result.service_ms = {
+        endpoint: (sum(v) / len(v), percentile(v, 99), len(v))
+        for endpoint, v in by_endpoint.items()
+    }
+    thinks = sum(r.name in ("page GET", "review GET") for r in window)
+    if window and times:
+        think_per_request = plan.think_time_s * thinks / len(window)
+        result.expected_rps = stage.users / (think_per_request + sum(times) / len(times) / 1000)
+    connections = _series(samples, "pg_connections", start, end)
+    if connections:
+        result.peak_server_connections = max(max(hosts.values()) for hosts in connections.values())
+    active = _series(samples, "pg_active", start, end)
+    if active:
+        result.mean_active_server_connections = sum(
+            sum(hosts.values()) for hosts in active.values()
+        ) / len(active)
+    waiting = _series(samples, "pgb_cl_waiting", start, end)
+    if waiting:
+        result.peak_client_waiting = max(sum(hosts.values()) for hosts in waiting.values())
+    generator = [
+        v for t, h, m, v in samples if h == "cpu" and m == "generator" and start <= t < end
+    ]
+    if generator:
+        result.generator_cpu_peak = max(generator)
+    return result
+
+
+def measured_capacity(stages: list[StageResult], target_utilisation: float):
+    """Requests/s at the target utilisation of the web workers: from the stage whose measured
+    utilisation is nearest the target, scaled by the utilisation law (X = U x slots / S)."""
+    usable = [s for s in stages if s.utilisation > 0 and not math.isnan(s.utilisation)]
+    if not usable:
+        return math.nan, None
+    nearest = min(usable, key=lambda s: abs(math.log(s.utilisation / target_utilisation)))
+    return nearest.rps * target_utilisation / nearest.utilisation, nearest
+
+
+@dataclass
+class Verdict:
+    name: str
+    predicted: str
+    measured: str
+    passed: bool | None  # None: not applicable to this run
+    judged: bool  # whether it decides the exit status of this run
+
+    @property
+    def word(self) -> str:
+        if self.passed is None:
+            return "n/a"
+        return ("PASS" if self.passed else "FAIL") + ("" if self.judged else " (not judged)")
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def verdicts(
+    plan: Plan,
+    stages: list[StageResult],
+    ledger: dict,
+    generator_cpu: list[float],
+    judged: set[str],
+) -> list[Verdict]:
+    m = plan.model
+    out = []
+
+    def add(name, predicted, measured, passed):
+        out.append(Verdict(name, predicted, measured, passed, name in judged))
+
+    capacity, basis = measured_capacity(stages, m["target_utilisation"])
+    ratio = capacity / m["capacity_rps"] if not math.isnan(capacity) else math.nan
+    add(
+        "capacity",
+        f"{_fmt(m['capacity_rps'])} requests/s at {m['target_utilisation']:.0%} of the workers",
+        f"{_fmt(capacity)} requests/s ({_fmt(ratio, 2)}x; from stage "
+        f"{basis.label if basis else '-'} at "
+        f"{_fmt(basis.utilisation * 100 if basis else math.nan, 0)}% utilisation)",
+        None if math.isnan(ratio) else abs(ratio - 1) <= CAPACITY_TOLERANCE,
+    )
+    peak = max(
+        (s.peak_server_connections for s in stages if not math.isnan(s.peak_server_connections)),
+        default=math.nan,
+    )
+    add(
+        "server connections",
+        f"at most {m['pooled_server_connections']:.0f} per database host (pools at their cap)",
+        f"peak {_fmt(peak, 0)}",
+        None if math.isnan(peak) else peak <= m["pooled_server_connections"],
+    )
+    below = [s for s in stages if s.offered_rps <= m["capacity_rps"] * 1.0001]
+    errors = sum(s.failures for s in below)
+    waits = max(
+        (s.peak_client_waiting for s in below if not math.isnan(s.peak_client_waiting)),
+        default=math.nan,
+    )
+    add(
+        "no errors below capacity",
+        "0 failed requests",
+        f"{errors} failed of {sum(s.requests for s in below)}",
+        errors == 0 if below else None,
+    )
+    add(
+        "no pgbouncer waits below capacity",
+        "0 clients waiting",
+        f"peak {_fmt(waits, 0)} waiting",
+        None if math.isnan(waits) else waits == 0,
+    )
+    target = next((s for s in stages if s.label in ("target", "soak", "light")), None)
+    add(
+        "p95 at the target load",
+        f"<= {m['latency_p95_ms']:.0f} ms",
+        f"{_fmt(target.p95_ms, 0)} ms (stage {target.label})" if target else "-",
+        target.p95_ms <= m["latency_p95_ms"] if target and not math.isnan(target.p95_ms) else None,
+    )
+    missing = ledger.get("missing_primary", 0) + ledger.get("missing_completed", 0)
+    add(
+        "ledger",
+        f"{ledger.get('acknowledged', 0)} acknowledged submissions and "
+        f"{ledger.get('completed', 0)} completions on the primary",
+        f"{missing} missing on the primary; {ledger.get('missing_replica', 0)} on the replica",
+        ledger.get("acknowledged", 0) > 0
+        and missing == 0
+        and ledger.get("missing_replica", 0) == 0,
+    )
+    busy = [
+        c for c in generator_cpu if c >= GENERATOR_CPU_LIMIT * ledger.get("generator_processes", 1)
+    ]
+    lagging = [s.label for s in stages if s.rps < ACHIEVED_SHARE * s.expected_rps]
+    saturated = len(busy) > GENERATOR_BUSY_SHARE * max(len(generator_cpu), 1)
+    add(
+        "valid run",
+        f"generator below {GENERATOR_CPU_LIMIT:.0%} CPU; "
+        f"achieved >= {ACHIEVED_SHARE:.0%} of offered",
+        f"{len(busy)} of {len(generator_cpu)} CPU samples saturated; "
+        f"stages short of their offered rate: {', '.join(lagging) or 'none'}",
+        not saturated and not lagging,
+    )
+    return out
+
+
+def load_json(path: Path, default):
+    return json.loads(path.read_text()) if path.exists() else default
