@@ -108,6 +108,20 @@ CAPACITY_ENVS = $(patsubst deploy/%/capacity.yml,%,$(wildcard deploy/*/capacity.
 capacity: venv ## Run the capacity model: build/capacity/capacity.xlsx (live formulas) and a table per ENV
 	$(CAPACITY) $(CAPACITY_ENVS) --out build/capacity
 
+# Load tests (loadtests/): Locust against ENV's local fleet on 127.0.0.1, a report folder under
+# build/ENV/loadtest/. Other shapes and knobs: make loadtest LOADTEST_ARGS="--shape soak".
+LOADTEST := PYTHONPATH=.:deploy $(RUN) python -m loadtests
+LOADTEST_ARGS ?=
+
+.PHONY: loadtest
+loadtest: venv ## Step load up to 1.2x the predicted capacity; report, verdicts (exit 1 if one fails)
+	$(LOADTEST) $(ENV) --shape step $(LOADTEST_ARGS)
+
+.PHONY: calibrate
+calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/capacity.yml
+	$(LOADTEST) $(ENV) --shape calibration $(LOADTEST_ARGS)
+	@echo "Calibrated. Apply any sizing that changed with: make provision ENV=$(ENV)"
+
 .PHONY: provision
 provision: venv check-env wheels ## Stand up (or converge) the whole stack for ENV: make provision [ENV=local]
 	@# The model's checks stop a provision whose sizing cannot work, before any host changes.

@@ -78,7 +78,9 @@ def arguments(argv=None):
 def build_plan(args, fleet: Fleet) -> plan.Plan:
     inputs = capacity_model.load(args.env)
     values = capacity_model.evaluate(inputs).values
-    think = args.think if args.think is not None else inputs.think_time_s
+    think = args.think
+    if think is None:  # calibration wants many requests from few users: a short think
+        think = CALIBRATION_THINK_S if args.shape == "calibration" else inputs.think_time_s
     if args.shape == "step":
         stages = plan.step_stages(values, think, args.step_seconds)
     elif args.shape == "soak":
@@ -86,7 +88,7 @@ def build_plan(args, fleet: Fleet) -> plan.Plan:
     elif args.shape == "light":
         stages = plan.light_stages(values, think, args.seconds or 45, args.users)
     else:
-        stages = plan.calibration_stages(args.seconds or 90, args.users)
+        stages = plan.calibration_stages(values, think, args.seconds or 60, args.users)
     return plan.Plan(
         shape=args.shape,
         env=args.env,
@@ -162,13 +164,20 @@ def pgbouncer_totals(fleet: Fleet, password: str) -> tuple[float, float]:
 
 
 CALIBRATED_KEYS = ("page_get", "page_post", "start", "results")
+IDLE_S = 5
+CALIBRATION_THINK_S = 0.3
 
 
-def write_calibration(env: str, service: dict, db_transaction_ms: float) -> tuple[Path, dict]:
-    """Put measured service times into deploy/ENV/capacity.yml, keeping its comments."""
-    path = (ROOT / "deploy" / env / "capacity.yml").resolve()
+def write_calibration(path: Path, alone, target, db_transaction_ms: float) -> dict:
+    """Put measured service times (from the stage with few users) and CPU per request (from the
+    stage at the target rate) into a capacity.yml, keeping its comments."""
     text = path.read_text()
-    values = {"calibrated": "true", "db_transaction_ms": f"{db_transaction_ms:.2f}"}
+    service = alone.service_ms
+    values = {
+        "calibrated": "true",
+        "db_transaction_ms": f"{db_transaction_ms:.2f}",
+        "cpu_ms_per_request": f"{target.cpu_ms_per_request:.1f}",
+    }
     for endpoint in CALIBRATED_KEYS:
         if endpoint not in service:
             raise SystemExit(f"calibration measured no {endpoint} requests; run it longer")
@@ -180,7 +189,7 @@ def write_calibration(env: str, service: dict, db_transaction_ms: float) -> tupl
         if found != 1:
             raise SystemExit(f"{path}: no single `{key}:` line to update")
     path.write_text(text)
-    return path, values
+    return values
 
 
 def main(argv=None) -> int:
@@ -196,8 +205,11 @@ def main(argv=None) -> int:
     preflight(fleet)
     secrets = vault(args.env)
     before = pgbouncer_totals(fleet, secrets["vault_pgbouncer_stats_password"])
-    sampling = Sampling(fleet, out, the_plan.seconds)
+    sampling = Sampling(fleet, out, the_plan.seconds + IDLE_S)
     sampling.start()
+    idle_from = time.time()
+    time.sleep(IDLE_S)  # the fleet's CPU at rest, the baseline of CPU per request
+    idle_to = time.time()
     print(
         f"loadtest: {args.shape} against {fleet.url}: "
         + ", ".join(f"{s.label} {s.users} users {s.seconds:g} s" for s in the_plan.stages),
@@ -216,6 +228,7 @@ def main(argv=None) -> int:
     samples = analysis.read_samples(out / "samples.csv")
     starts = analysis.load_json(out / "stages.json", [])
     run_end = max((r.time for r in requests), default=time.time())
+    idle = analysis.fleet_cores(samples, idle_from, idle_to)
     stages = [
         analysis.measure_stage(stage, start, end, requests, samples, the_plan)
         for stage, start, end in analysis.stage_windows(the_plan, starts, run_end)
@@ -228,9 +241,10 @@ def main(argv=None) -> int:
     )
     transactions = after[0] - before[0]
     db_ms = (after[1] - before[1]) / transactions / 1000 if transactions else float("nan")
-    extra = {"db_transactions": transactions, "db_transaction_ms": db_ms}
+    extra = {"db_transactions": transactions, "db_transaction_ms": db_ms, "idle_cores": idle}
     if args.shape == "calibration":
-        path, written = write_calibration(args.env, stages[0].service_ms, db_ms)
+        path = (ROOT / "deploy" / args.env / "capacity.yml").resolve()
+        written = write_calibration(path, *stages, db_ms)
         extra["calibration"] = written
         print(f"loadtest: wrote measured service times to {path}: {written}")
     index = report.write(out, the_plan, requests, samples, stages, verdict_list, reconciled, extra)

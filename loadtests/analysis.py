@@ -78,11 +78,14 @@ class StageResult:
     p99_ms: float = math.nan
     server_mean_ms: float = math.nan
     utilisation: float = math.nan  # of the web tier's worker slots (utilisation law)
+    cpu_utilisation: float = math.nan  # of the shared cores, where the hosts share them
     expected_rps: float = math.nan  # closed model with the measured response time
     peak_server_connections: float = math.nan  # per database host
     mean_active_server_connections: float = math.nan  # both database hosts
     peak_client_waiting: float = math.nan  # pgbouncer, all web hosts
     generator_cpu_peak: float = math.nan
+    fleet_cpu_cores: float = math.nan  # every host and the generator, mean over the stage
+    cpu_ms_per_request: float = math.nan  # fleet_cpu_cores / requests per second
     service_ms: dict = field(default_factory=dict)  # endpoint -> (mean, p99) of in-app time
 
 
@@ -100,9 +103,18 @@ def _series(samples, metric, start, end):
     """{time: {host: value}} of one metric in a window."""
     by_time: dict[float, dict[str, float]] = defaultdict(dict)
     for t, host, name, value in samples:
-        if name == metric and start <= t < end:
-            by_time[round(t)][host] = value
+        if metric in (None, name) and start <= t < end:
+            by_time[round(t)][f"{host} {name}" if metric is None else host] = value
     return by_time
+
+
+def fleet_cores(samples, start, end) -> float:
+    """Mean CPU (cores) of every host and the load generator in a window; the machine's total
+    is left out, since it also counts whatever else runs here."""
+    by_time = _series([s for s in samples if s[1] == "cpu" and s[2] != "machine"], None, start, end)
+    if not by_time:
+        return math.nan
+    return sum(sum(hosts.values()) for hosts in by_time.values()) / len(by_time)
 
 
 def measure_stage(stage, start, end, requests, samples, plan: Plan) -> StageResult:
@@ -148,17 +160,30 @@ def measure_stage(stage, start, end, requests, samples, plan: Plan) -> StageResu
     ]
     if generator:
         result.generator_cpu_peak = max(generator)
+    result.fleet_cpu_cores = fleet_cores(samples, start, end)
+    if plan.model.get("shared_cores"):
+        result.cpu_utilisation = result.fleet_cpu_cores / plan.model["shared_cores"]
+    if result.rps:
+        result.cpu_ms_per_request = result.fleet_cpu_cores * 1000 / result.rps
     return result
 
 
+def bottleneck(stage: StageResult) -> tuple[float, str]:
+    """The busier of the two resources the model bounds capacity by: the web workers, and the
+    shared cores where the hosts share them."""
+    pairs = [(stage.utilisation, "of the workers"), (stage.cpu_utilisation, "of the shared cores")]
+    pairs = [(u, what) for u, what in pairs if not math.isnan(u)]
+    return max(pairs, default=(math.nan, ""))
+
+
 def measured_capacity(stages: list[StageResult], target_utilisation: float):
-    """Requests/s at the target utilisation of the web workers: from the stage whose measured
-    utilisation is nearest the target, scaled by the utilisation law (X = U x slots / S)."""
-    usable = [s for s in stages if s.utilisation > 0 and not math.isnan(s.utilisation)]
+    """Requests/s at the target utilisation of the bottleneck: from the stage whose measured
+    utilisation is nearest the target, scaled by the utilisation law (X = U / demand)."""
+    usable = [s for s in stages if bottleneck(s)[0] > 0]
     if not usable:
         return math.nan, None
-    nearest = min(usable, key=lambda s: abs(math.log(s.utilisation / target_utilisation)))
-    return nearest.rps * target_utilisation / nearest.utilisation, nearest
+    nearest = min(usable, key=lambda s: abs(math.log(bottleneck(s)[0] / target_utilisation)))
+    return nearest.rps * target_utilisation / bottleneck(nearest)[0], nearest
 
 
 @dataclass
@@ -195,12 +220,13 @@ def verdicts(
 
     capacity, basis = measured_capacity(stages, m["target_utilisation"])
     ratio = capacity / m["capacity_rps"] if not math.isnan(capacity) else math.nan
+    bound = "shared cores" if m["cpu_capacity_rps"] < m["worker_capacity_rps"] else "workers"
+    busy, what = bottleneck(basis) if basis else (math.nan, "")
     add(
         "capacity",
-        f"{_fmt(m['capacity_rps'])} requests/s at {m['target_utilisation']:.0%} of the workers",
+        f"{_fmt(m['capacity_rps'])} requests/s at {m['target_utilisation']:.0%} of the {bound}",
         f"{_fmt(capacity)} requests/s ({_fmt(ratio, 2)}x; from stage "
-        f"{basis.label if basis else '-'} at "
-        f"{_fmt(basis.utilisation * 100 if basis else math.nan, 0)}% utilisation)",
+        f"{basis.label if basis else '-'} at {_fmt(busy * 100, 0)}% {what})",
         None if math.isnan(ratio) else abs(ratio - 1) <= CAPACITY_TOLERANCE,
     )
     peak = max(

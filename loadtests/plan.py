@@ -101,9 +101,15 @@ def step_stages(values: dict, think_time_s: float, step_s: float) -> list[Stage]
     return stages
 
 
-def calibration_stages(seconds: float, users: int = 2) -> list[Stage]:
-    """A few takers, so requests seldom queue: what each endpoint costs on its own."""
-    return [Stage("calibration", users, seconds, 0.0, spawn_rate=users)]
+def calibration_stages(values: dict, think_time_s: float, seconds: float, users: int):
+    """Two stages. `service`: a few users, so requests seldom queue and each endpoint's time is
+    its own. `target`: the target request rate, since CPU per request on shared cores grows
+    with contention (it is not the same at a tenth of the load)."""
+    rate = offered_rps(users, values, think_time_s)
+    return [
+        Stage("service", users, seconds, round(rate, 3), spawn_rate=users),
+        _stage("target", values["offered_rps"], values, think_time_s, seconds),
+    ]
 
 
 def soak_stages(values: dict, think_time_s: float, seconds: float) -> list[Stage]:

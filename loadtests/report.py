@@ -184,10 +184,13 @@ STAGE_COLUMNS = [
     ("p99_ms", "p99 ms"),
     ("server_mean_ms", "in-app mean ms"),
     ("utilisation", "worker utilisation"),
+    ("cpu_utilisation", "shared-core utilisation"),
     ("peak_server_connections", "peak server conns/db"),
     ("mean_active_server_connections", "mean active conns"),
     ("peak_client_waiting", "peak pgbouncer waits"),
     ("generator_cpu_peak", "generator CPU peak"),
+    ("fleet_cpu_cores", "fleet + generator cores"),
+    ("cpu_ms_per_request", "CPU ms/request"),
 ]
 
 

@@ -6,6 +6,7 @@ run must change nothing.
 """
 
 import hashlib
+import json
 import re
 import time
 
@@ -193,3 +194,36 @@ def test_an_unknown_environment_is_refused_with_the_list_of_environments():
     assert run.returncode != 0
     assert "Unknown ENV 'nope'" in run.output
     assert "local" in run.output
+
+
+def test_a_light_load_test_writes_its_report_with_no_errors_and_a_full_ledger(tmp_path):
+    """`make loadtest`'s machinery on a short light load: a check of the whole path (Locust,
+    samplers, ledger, report), not of the sizing; the capacity verdicts are printed only."""
+    out = tmp_path / "report"
+    args = "--shape light --users 8 --think 1 --seconds 40 --warmup 5"
+    run = make("loadtest", "ENV=test", f"LOADTEST_ARGS={args} --out {out}", timeout=600)
+    assert run.returncode == 0, run.output[-3000:]
+    assert f"loadtest: report {out / 'index.html'}" in run.output
+    summary = json.loads((out / "summary.json").read_text())
+    verdicts = {v["name"]: v for v in summary["verdicts"]}
+    assert verdicts["no errors below capacity"]["passed"] is True
+    assert verdicts["ledger"]["passed"] is True
+    assert summary["ledger"]["acknowledged"] > 50
+    assert summary["ledger"]["missing_primary"] == summary["ledger"]["missing_replica"] == 0
+    light = summary["stages"][0]
+    assert light["requests"] > 200
+    assert light["failures"] == 0
+    # Samplers saw the fleet: both database hosts' connections and every host's CPU.
+    samples = (out / "samples.csv").read_text()
+    for needle in (
+        ",db1,pg_connections,",
+        ",db2,pg_connections,",
+        ",web1,pgb_cl_waiting,",
+        ",cache1,redis_sessions_clients,",
+        ",cpu,web1,",
+        ",cpu,generator,",
+    ):
+        assert needle in samples
+    page = (out / "index.html").read_text()
+    assert "Predictions and measurements" in page
+    assert all((out / name).exists() for name in ("throughput.svg", "latency.svg", "cpu.svg"))

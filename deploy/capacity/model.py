@@ -63,6 +63,12 @@ class Inputs:
     db_ram_mb: int = _input("hosts", "MB", "RAM of a database host (primary and replica)")
     cache_cores: int = _input("hosts", "cores", "cores of the cache host (recorded; Redis uses 1)")
     cache_ram_mb: int = _input("hosts", "MB", "RAM of the cache host (both Redis servers)")
+    shared_cores: float = _input(
+        "hosts",
+        "cores",
+        "cores every host shares, load generator included, when all are containers on one "
+        "machine; 0: each host has its own",
+    )
 
     # The load to plan for.
     concurrent_takers: float = _input("workload", "takers", "survey takers active at once")
@@ -108,6 +114,11 @@ class Inputs:
     )
     db_transaction_ms: float = _input(
         "service_times", "ms", "mean time a transaction holds a server connection"
+    )
+    cpu_ms_per_request: float = _input(
+        "service_times",
+        "ms",
+        "CPU time of every host (and the load generator, when cores are shared) per request",
     )
 
     # What "good enough" means.
@@ -185,6 +196,8 @@ class Inputs:
             positive += ("pages_per_survey", "target_utilisation", "gunicorn_threads")
             positive += ("worker_rss_mb", "requests_per_page")
             problems += [f"{name} must be above 0" for name in positive if getattr(self, name) <= 0]
+            if self.shared_cores > 0 and self.cpu_ms_per_request <= 0:
+                problems.append("cpu_ms_per_request must be above 0 when cores are shared")
             if self.requests_per_page < 1:
                 problems.append("requests_per_page must be at least 1 (the POST)")
             if self.target_utilisation > 1:
@@ -726,9 +739,34 @@ def host_capacity_rps(v):
 
 
 @rule("requests/s", "{web_hosts}*{host_capacity_rps}", "Little's law, over every web host.")
-def capacity_rps(v):
-    """Requests per second the web tier serves at the target utilisation."""
+def worker_capacity_rps(v):
+    """Requests per second the web tier's workers serve at the target utilisation."""
     return v.web_hosts * v.host_capacity_rps
+
+
+@rule(
+    "requests/s",
+    "IF({shared_cores}>0,{shared_cores}*{target_utilisation}*1000/{cpu_ms_per_request},"
+    "{worker_capacity_rps})",
+    "Utilisation law over the shared cores: X = U x cores / CPU time per request.",
+)
+def cpu_capacity_rps(v):
+    """Where every host shares a few cores (the local fleet), those cores run out before the
+    workers do: requests per second at target_utilisation of the shared cores. Hosts with
+    cores of their own are bounded by their workers (2 x cores + 1) instead."""
+    if v.shared_cores > 0:
+        return v.shared_cores * v.target_utilisation * 1000 / v.cpu_ms_per_request
+    return v.worker_capacity_rps
+
+
+@rule(
+    "requests/s",
+    "MIN({worker_capacity_rps},{cpu_capacity_rps})",
+    "The tighter of the two bounds.",
+)
+def capacity_rps(v):
+    """Requests per second the fleet serves at the target utilisation."""
+    return min(v.worker_capacity_rps, v.cpu_capacity_rps)
 
 
 @rule(
@@ -969,6 +1007,8 @@ class Model:
         i, v = self.inputs, self.values
         return {
             "requests_per_s": round(v["capacity_rps"], 3),
+            "worker_bound_requests_per_s": round(v["worker_capacity_rps"], 3),
+            "cpu_bound_requests_per_s": round(v["cpu_capacity_rps"], 3),
             "submissions_per_s": round(v["capacity_submissions_per_s"], 3),
             "active_server_connections": round(v["active_server_connections"], 3),
             "db_transactions_per_s": round(v["capacity_db_transactions_per_s"], 3),
@@ -999,6 +1039,7 @@ class Model:
                         "results_ms",
                         "results_p99_ms",
                         "db_transaction_ms",
+                        "cpu_ms_per_request",
                     )
                 },
                 "mean_service_ms": round(v["mean_service_ms"], 3),

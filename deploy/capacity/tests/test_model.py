@@ -34,6 +34,7 @@ def small(**changes) -> model.Inputs:
         db_ram_mb=4096,
         cache_cores=1,
         cache_ram_mb=1000,
+        shared_cores=0,
         concurrent_takers=1000,
         think_time_s=10,
         pages_per_survey=4,
@@ -56,6 +57,7 @@ def small(**changes) -> model.Inputs:
         results_p99_ms=300,
         results_db_transactions=2,
         db_transaction_ms=2,
+        cpu_ms_per_request=0,
         target_utilisation=0.5,
         latency_p95_ms=250,
         gunicorn_threads=1,
@@ -84,6 +86,18 @@ def small(**changes) -> model.Inputs:
     )
     values.update(changes)
     return model.Inputs(**values)
+
+
+def test_shared_cores_bound_capacity_when_they_run_out_first():
+    # 2 shared cores x 0.5 / 8 ms = 125 requests/s, below the workers' 250.
+    v = model.evaluate(small(shared_cores=2, cpu_ms_per_request=8)).values
+    assert v["cpu_capacity_rps"] == pytest.approx(125)
+    assert v["capacity_rps"] == pytest.approx(125)
+    # With a cheaper request the workers are the bound again.
+    v = model.evaluate(small(shared_cores=2, cpu_ms_per_request=2)).values
+    assert v["capacity_rps"] == pytest.approx(250)
+    with pytest.raises(ValueError, match="cpu_ms_per_request must be above 0"):
+        small(shared_cores=2, cpu_ms_per_request=0)
 
 
 def test_rules_by_hand():
@@ -130,6 +144,8 @@ def test_rules_by_hand():
     assert v["pgbouncer_nofile"] == 1024  # 38 + 2 x 3 + 512
     # Little's law: 5 workers x 0.5 / 20 ms = 125 requests/s per host, 250 for two.
     assert v["host_capacity_rps"] == pytest.approx(125)
+    assert v["worker_capacity_rps"] == pytest.approx(250)
+    assert v["cpu_capacity_rps"] == pytest.approx(250)  # no shared cores: the workers bound it
     assert v["capacity_rps"] == pytest.approx(250)
     assert v["capacity_submissions_per_s"] == pytest.approx(100)  # 4 POSTs in 10 requests
     assert v["capacity_db_transactions_per_s"] == pytest.approx(350)
@@ -260,7 +276,7 @@ def test_cli_writes_every_file(tmp_path):
         predictions = json.loads((tmp_path / f"{env}.predictions.json").read_text())
         for key in ("requests_per_s", "submissions_per_s", "active_server_connections"):
             assert predictions[key] > 0
-        assert predictions["service_times"]["calibrated"] is False
+        assert predictions["service_times"]["calibrated"] is model.load(env).calibrated
         assert "| `app_workers` |" in (tmp_path / f"{env}.md").read_text()
     assert (tmp_path / "capacity.xlsx").stat().st_size > 0
 

@@ -1,0 +1,257 @@
+"""The load tests' own arithmetic and parsing, without a fleet: the plan's stages, the form a
+taker fills in, per-stage measurements, verdicts, calibration output and the samplers' parsers.
+(The whole path against a real fleet runs in ansible/tests, the light load test.)"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from capacity import model
+from loadtests import analysis, ledger, plan, samplers
+from loadtests.__main__ import write_calibration
+from loadtests.forms import Form
+
+PAGE = """
+<form method="get" action="/search"><input name="q"></form>
+<form method="post" action="/s/demo/r/abcdefghijklmnopqrstuvwx/p/1/">
+  <input type="hidden" name="csrfmiddlewaretoken" value="tok">
+  <input type="hidden" name="submission_id">
+  <input type="radio" name="q1" value="11"><input type="radio" name="q1" value="12">
+  <input type="checkbox" name="q2" value="21"><input type="checkbox" name="q2" value="22">
+  <input type="checkbox" name="q2" value="23">
+  <textarea name="q3"></textarea>
+  <input type="submit" value="Next">
+</form>
+<form method="post" action="/other"><input type="hidden" name="x" value="y"></form>
+"""
+
+
+def values():
+    return model.evaluate(model.load("local")).values
+
+
+def test_a_form_is_read_as_a_browser_would_send_it():
+    form = Form(PAGE)
+    assert form.action == "/s/demo/r/abcdefghijklmnopqrstuvwx/p/1/"
+    assert form.hidden == {"csrfmiddlewaretoken": "tok", "submission_id": ""}
+    assert form.fields == {
+        "csrfmiddlewaretoken": "tok",
+        "submission_id": "",
+        "q1": "11",
+        "q2": "21",
+        "q3": "Answered end to end.",
+    }
+    rng = random.Random(7)
+    for _ in range(50):
+        answers = form.answers(rng)
+        assert answers["q1"] in ("11", "12")
+        assert answers["q2"]
+        assert set(answers["q2"]) <= {"21", "22", "23"}
+        assert answers["q3"]
+        assert "x" not in answers  # only the first post form
+
+
+def test_step_stages_climb_to_at_most_1_2x_the_predicted_capacity():
+    v = values()
+    stages = plan.step_stages(v, v["think_time_s"], 60)
+    rates = [s.offered_rps for s in stages]
+    assert rates == sorted(rates)
+    assert max(rates) <= 1.2 * v["capacity_rps"] * 1.01
+    assert max(rates) >= 1.15 * v["capacity_rps"]  # a little past it
+    assert any(s.label == "target" for s in stages) == (v["offered_rps"] < v["capacity_rps"])
+    for stage in stages:  # Little's law: users = rate x (think + service) per request
+        per_request = plan.seconds_per_request(v, v["think_time_s"])
+        assert stage.users == max(1, round(stage.offered_rps * per_request))
+
+
+def test_the_target_stage_offers_the_models_target_rate():
+    v = values()
+    target = plan.soak_stages(v, v["think_time_s"], 600)[0]
+    assert target.users == pytest.approx(v["concurrent_takers"], abs=1)
+    assert target.offered_rps == pytest.approx(v["offered_rps"], rel=0.01)
+    # Fewer users with a shorter think time send the same rate.
+    fast = plan.calibration_stages(v, 0.3, 60, 3)[1]
+    assert fast.users < target.users
+    assert fast.offered_rps == pytest.approx(v["offered_rps"], rel=0.1)
+
+
+def fake_plan(**model_values):
+    v = {**values(), **model_values}
+    stage = plan.Stage("s", users=10, seconds=100, offered_rps=10.0)
+    return plan.Plan("step", "local", "https://127.0.0.1", None, 1.0, [stage], model=v), stage
+
+
+def synthetic(rate, seconds, response_ms, server_ms, fail_every=0, t0=1000.0):
+    names = ["page GET", "page POST", "landing GET"]
+    count = int(rate * seconds)
+    return [
+        analysis.Request(
+            t0 + i / rate,
+            names[i % 3],
+            response_ms,
+            server_ms,
+            not (fail_every and i % fail_every == 0),
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_stage_is_measured_from_its_requests_and_samples():
+    the_plan, stage = fake_plan(web_hosts=2, web_worker_slots=3, shared_cores=2)
+    requests = synthetic(rate=50, seconds=100, response_ms=40, server_ms=30)
+    samples = [(1000.0 + t, "cpu", host, 0.5) for t in range(100) for host in ("web1", "db1")]
+    samples += [(1000.0 + t, "db1", "pg_connections", 3 + t % 2) for t in range(100)]
+    samples += [(1000.0 + t, "web1", "pgb_cl_waiting", 0) for t in range(100)]
+    result = analysis.measure_stage(stage, 1000, 1100, requests, samples, the_plan)
+    assert result.requests == 5000
+    assert result.rps == pytest.approx(50)
+    assert result.p95_ms == 40
+    # 50/s x 30 ms = 1.5 workers busy of 6.
+    assert result.utilisation == pytest.approx(0.25)
+    assert result.fleet_cpu_cores == pytest.approx(1.0)
+    assert result.cpu_utilisation == pytest.approx(0.5)
+    assert result.cpu_ms_per_request == pytest.approx(20)
+    assert result.peak_server_connections == 4
+    assert result.peak_client_waiting == 0
+    # A third of the requests is a page GET, followed by 1 s of thinking: 10 users send
+    # 10 / (1/3 s + 40 ms) requests/s.
+    assert result.expected_rps == pytest.approx(10 / (1 / 3 + 0.04), rel=0.01)
+    # Shared cores at 50% are the bottleneck: 50/s x 0.6 / 0.5 = 60/s at the target.
+    capacity, basis = analysis.measured_capacity([result], 0.6)
+    assert basis is result
+    assert capacity == pytest.approx(60)
+
+
+def verdicts_of(stages, the_plan, ledger_result=None, generator_cpu=(0.2,) * 10):
+    ledger_result = ledger_result or {"acknowledged": 10, "completed": 2}
+    found = analysis.verdicts(the_plan, stages, ledger_result, list(generator_cpu), {"capacity"})
+    return {v.name: v for v in found}
+
+
+def stage_result(**changes):
+    base = analysis.StageResult(
+        "s",
+        10,
+        10.0,
+        0,
+        100,
+        requests=1000,
+        rps=10.0,
+        p95_ms=100,
+        utilisation=0.6,
+        cpu_utilisation=math.nan,
+        expected_rps=10.0,
+        peak_server_connections=2,
+        peak_client_waiting=0,
+    )
+    return replace(base, **changes)
+
+
+@pytest.mark.parametrize(("measured", "passed"), [(0.86, True), (1.14, True), (0.8, False)])
+def test_capacity_is_judged_within_15_percent(measured, passed):
+    the_plan, _ = fake_plan(shared_cores=0)
+    predicted = the_plan.model["capacity_rps"]
+    stage = stage_result(rps=predicted * measured, offered_rps=predicted)
+    verdict = verdicts_of([stage], the_plan)["capacity"]
+    assert verdict.passed is passed
+    assert verdict.judged
+
+
+def test_errors_waits_and_missing_writes_fail_their_verdicts():
+    the_plan, _ = fake_plan()
+    below = stage_result(failures=1, peak_client_waiting=2, offered_rps=1.0)
+    above = stage_result(failures=50, offered_rps=the_plan.model["capacity_rps"] * 1.2)
+    found = verdicts_of([below, above], the_plan, {"acknowledged": 5, "missing_primary": 1})
+    assert found["no errors below capacity"].passed is False
+    assert "1 failed of 1000" in found["no errors below capacity"].measured  # not the 50 above
+    assert found["no pgbouncer waits below capacity"].passed is False
+    assert found["ledger"].passed is False
+    assert verdicts_of([stage_result()], the_plan)["ledger"].passed is True
+    assert verdicts_of([stage_result()], the_plan, {"acknowledged": 0})["ledger"].passed is False
+
+
+def test_a_run_whose_generator_saturated_or_fell_behind_is_invalid():
+    the_plan, _ = fake_plan()
+    assert verdicts_of([stage_result()], the_plan)["valid run"].passed is True
+    busy = [0.95] * 5 + [0.2] * 5
+    assert verdicts_of([stage_result()], the_plan, generator_cpu=busy)["valid run"].passed is False
+    behind = stage_result(rps=8.0, expected_rps=10.0)
+    assert verdicts_of([behind], the_plan)["valid run"].passed is False
+
+
+def test_calibration_rewrites_only_the_measured_values(tmp_path):
+    for name in ("capacity.yml", "inventory.yml"):
+        shutil.copy(model.DEPLOY_DIR / "local" / name, tmp_path / name)
+    before = (tmp_path / "capacity.yml").read_text()
+    alone = stage_result(
+        service_ms={
+            "page_get": (12.34, 40.2, 100),
+            "page_post": (20.0, 61.0, 100),
+            "start": (5.0, 15.0, 50),
+            "results": (30.0, 90.0, 10),
+        }
+    )
+    target = stage_result(cpu_ms_per_request=17.25)
+    written = write_calibration(tmp_path / "capacity.yml", alone, target, 1.5)
+    assert written["page_get_ms"] == "12.3"
+    after = (tmp_path / "capacity.yml").read_text()
+    assert [line for line in after.splitlines() if line.lstrip().startswith("#")] == [
+        line for line in before.splitlines() if line.lstrip().startswith("#")
+    ]
+    inputs = model.load(tmp_path.name, tmp_path.parent)
+    assert inputs.calibrated is True
+    assert (inputs.page_get_ms, inputs.page_post_p99_ms, inputs.results_ms) == (12.3, 61, 30.0)
+    assert (inputs.db_transaction_ms, inputs.cpu_ms_per_request) == (1.5, 17.2)
+
+
+def test_calibration_without_results_views_says_to_run_longer(tmp_path):
+    shutil.copy(model.DEPLOY_DIR / "local" / "capacity.yml", tmp_path / "capacity.yml")
+    alone = stage_result(service_ms={"page_get": (1, 2, 3)})
+    with pytest.raises(SystemExit, match="no page_post requests"):
+        write_calibration(tmp_path / "capacity.yml", alone, stage_result(), 1.0)
+
+
+def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):
+    path = tmp_path / "ledger.csv"
+    path.write_text(
+        "kind,id,slug,token,page\n"
+        "page,6f1c1d1e-0a4f-4c43-9b8e-0d4a3b9b2f10,demo,abcdefghijklmnopqrstuvwx,1\n"
+        "done,abcdefghijklmnopqrstuvwx,demo,abcdefghijklmnopqrstuvwx,0\n"
+    )
+    assert ledger.read(path) == (
+        ["6f1c1d1e-0a4f-4c43-9b8e-0d4a3b9b2f10"],
+        ["abcdefghijklmnopqrstuvwx"],
+    )
+    path.write_text("kind,id,slug,token,page\ndone,x'); DROP TABLE t; --,d,t,0\n")
+    with pytest.raises(ValueError, match="not a resume token"):
+        ledger.read(path)
+
+
+def test_samplers_parse_what_psql_prints():
+    pools = [
+        "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_used|maxwait|maxwait_us",
+        "tally|tally|3|1|2|0|1|0|250000",
+        "tally_replica|tally|2|0|1|1|0|1|0",
+        "pgbouncer|pgbouncer|1|0|0|0|0|0|0",
+    ]
+    assert samplers.parse_pools(pools) == {
+        "pgb_cl_active": 5,
+        "pgb_cl_waiting": 1,
+        "pgb_sv_active": 3,
+        "pgb_sv_total": 5,
+        "pgb_maxwait_s": 1.0,
+    }
+    assert samplers.parse_activity(["2|5", "1024"]) == {
+        "pg_active": 2,
+        "pg_connections": 5,
+        "replication_lag_bytes": 1024,
+    }
+    assert samplers.parse_redis(["7", "6"]) == {
+        "redis_cache_clients": 7,
+        "redis_sessions_clients": 6,
+    }
