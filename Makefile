@@ -110,16 +110,21 @@ capacity: venv ## Run the capacity model: build/capacity/capacity.xlsx (live for
 
 # Load tests (loadtests/): Locust against ENV's local fleet on 127.0.0.1, a report folder under
 # build/ENV/loadtest/. Other shapes and knobs: make loadtest LOADTEST_ARGS="--shape soak".
-LOADTEST := PYTHONPATH=.:deploy $(RUN) python -m loadtests
+LOADTESTS := PYTHONPATH=.:deploy $(RUN) python -m loadtests
 LOADTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: loadtest
 loadtest: venv ## Step load up to 1.2x the predicted capacity; report, verdicts (exit 1 if one fails)
-	$(LOADTEST) $(ENV) --shape step $(LOADTEST_ARGS)
+	$(LOADTESTS) $(ENV) --shape step $(LOADTEST_ARGS)
+
+.PHONY: bench
+bench: venv ## Tuned vs naive deployment vs trivial view vs pgbench, side by side (build/ENV/bench/)
+	$(LOADTESTS).bench $(ENV) $(BENCH_ARGS)
 
 .PHONY: calibrate
 calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/capacity.yml
-	$(LOADTEST) $(ENV) --shape calibration $(LOADTEST_ARGS)
+	$(LOADTESTS) $(ENV) --shape calibration $(LOADTEST_ARGS)
 	@echo "Calibrated. Apply any sizing that changed with: make provision ENV=$(ENV)"
 
 .PHONY: provision

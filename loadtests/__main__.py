@@ -10,25 +10,15 @@ deploy/ENV/capacity.yml.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import ssl
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from capacity import model as capacity_model
-from loadtests import analysis, ledger, plan, report
-from loadtests.fleet import ROOT, Fleet, vault
-from loadtests.samplers import Sampling
+from loadtests import analysis, plan, report, runner
+from loadtests.fleet import ROOT, Fleet
 
-PROFILES = {
-    "taker": ["SurveyTaker"],
-    "viewer": ["ResultsViewer"],
-    "mixed": ["SurveyTaker", "ResultsViewer"],
-}
 # The verdicts each shape is judged on; the others are printed.
 SOAK_JUDGED = {
     "server connections",
@@ -52,7 +42,7 @@ def arguments(argv=None):
     p.add_argument("--shape", choices=sorted(JUDGED), default="step")
     p.add_argument(
         "--profile",
-        choices=sorted(PROFILES),
+        choices=sorted(runner.PROFILES),
         default="taker",
         help="taker: the model's mix; viewer: results pages only; mixed: 9 takers to 1 viewer",
     )
@@ -103,80 +93,21 @@ def build_plan(args, fleet: Fleet) -> plan.Plan:
     )
 
 
-def preflight(fleet: Fleet) -> None:
-    if not fleet.ca.exists():
-        sys.exit(
-            f"No CA at {fleet.ca}: provision the fleet first (make provision ENV={fleet.env})."
-        )
-    context = ssl.create_default_context(cafile=str(fleet.ca))
-    try:
-        with urllib.request.urlopen(f"{fleet.url}/readyz", context=context, timeout=10) as r:
-            r.read()
-    except OSError as error:
-        sys.exit(
-            f"The fleet does not answer at {fleet.url}/readyz ({error}): is ENV={fleet.env} "
-            f"provisioned (make provision ENV={fleet.env})?"
-        )
-
-
-def run_locust(the_plan: plan.Plan, out: Path, processes: int) -> int:
-    argv = [
-        str(ROOT / ".venv/bin/locust"),
-        "-f",
-        str(ROOT / "loadtests/locustfile.py"),
-        "--headless",
-        "--host",
-        the_plan.host,
-        "--html",
-        str(out / "locust.html"),
-        "--csv",
-        str(out / "locust"),
-        "--csv-full-history",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--exit-code-on-error",
-        "0",
-    ]
-    if processes > 1:
-        argv += ["--processes", str(processes)]
-    argv += PROFILES[the_plan.profile]
-    env = {
-        **os.environ,
-        "TALLY_LOAD_PLAN": str(out / "plan.json"),
-        "TALLY_LOAD_OUT": str(out),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "deploy")]),
-    }
-    with (out / "locust.log").open("w") as log:
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return process
-
-
-def pgbouncer_totals(fleet: Fleet, password: str) -> tuple[float, float]:
-    """Transactions and their total time (µs) pgbouncer has counted, over every web host."""
-    count = micros = 0.0
-    for host in fleet.hosts("web"):
-        for row in fleet.pgbouncer(host, "SHOW STATS", password):
-            if row.get("database") != "pgbouncer":
-                count += float(row["total_xact_count"])
-                micros += float(row["total_xact_time"])
-    return count, micros
-
-
 CALIBRATED_KEYS = ("page_get", "page_post", "start", "results")
-IDLE_S = 5
 CALIBRATION_THINK_S = 0.3
 
 
-def write_calibration(path: Path, alone, target, db_transaction_ms: float) -> dict:
-    """Put measured service times (from the stage with few users) and CPU per request (from the
-    stage at the target rate) into a capacity.yml, keeping its comments."""
+def write_calibration(path: Path, alone, target, db_transaction_ms: float, idle: float) -> dict:
+    """Put measured service times (from the stage with few users), CPU per request above the
+    fleet at rest (from the stage at the target rate) and the CPU at rest into a capacity.yml,
+    keeping its comments."""
     text = path.read_text()
     service = alone.service_ms
     values = {
         "calibrated": "true",
         "db_transaction_ms": f"{db_transaction_ms:.2f}",
         "cpu_ms_per_request": f"{target.cpu_ms_per_request:.1f}",
+        "cpu_idle_cores": f"{idle:.2f}",
     }
     for endpoint in CALIBRATED_KEYS:
         if endpoint not in service:
@@ -200,54 +131,25 @@ def main(argv=None) -> int:
         args.out
         or ROOT / "build" / args.env / "loadtest" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.shape}"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    the_plan.save(out / "plan.json")
-    preflight(fleet)
-    secrets = vault(args.env)
-    before = pgbouncer_totals(fleet, secrets["vault_pgbouncer_stats_password"])
-    sampling = Sampling(fleet, out, the_plan.seconds + IDLE_S)
-    sampling.start()
-    idle_from = time.time()
-    time.sleep(IDLE_S)  # the fleet's CPU at rest, the baseline of CPU per request
-    idle_to = time.time()
-    print(
-        f"loadtest: {args.shape} against {fleet.url}: "
-        + ", ".join(f"{s.label} {s.users} users {s.seconds:g} s" for s in the_plan.stages),
-        flush=True,
-    )
-    process = run_locust(the_plan, out, args.processes)
-    sampling.watch_generator(process.pid)
-    status = process.wait()
-    sampling.stop()
-    after = pgbouncer_totals(fleet, secrets["vault_pgbouncer_stats_password"])
-    if not (out / "requests.csv").exists():
-        print((out / "locust.log").read_text()[-3000:], file=sys.stderr)
-        sys.exit(f"Locust exited {status} without results; its log: {out / 'locust.log'}")
-
-    requests = analysis.read_requests(out / "requests.csv")
-    samples = analysis.read_samples(out / "samples.csv")
-    starts = analysis.load_json(out / "stages.json", [])
-    run_end = max((r.time for r in requests), default=time.time())
-    idle = analysis.fleet_cores(samples, idle_from, idle_to)
-    stages = [
-        analysis.measure_stage(stage, start, end, requests, samples, the_plan)
-        for stage, start, end in analysis.stage_windows(the_plan, starts, run_end)
-    ]
-    reconciled = ledger.reconcile(fleet, out / "ledger.csv")
-    reconciled["generator_processes"] = args.processes
-    generator_cpu = [v for t, h, m, v in samples if h == "cpu" and m == "generator"]
+    run = runner.execute(fleet, the_plan, out, args.processes)
     verdict_list = analysis.verdicts(
-        the_plan, stages, reconciled, generator_cpu, JUDGED[args.shape]
+        the_plan,
+        run.stages,
+        run.ledger,
+        run.generator_cpu,
+        JUDGED[args.shape],
+        run.extra["idle_cores"],
     )
-    transactions = after[0] - before[0]
-    db_ms = (after[1] - before[1]) / transactions / 1000 if transactions else float("nan")
-    extra = {"db_transactions": transactions, "db_transaction_ms": db_ms, "idle_cores": idle}
     if args.shape == "calibration":
         path = (ROOT / "deploy" / args.env / "capacity.yml").resolve()
-        written = write_calibration(path, *stages, db_ms)
-        extra["calibration"] = written
+        written = write_calibration(
+            path, *run.stages, run.extra["db_transaction_ms"], run.extra["idle_cores"]
+        )
+        run.extra["calibration"] = written
         print(f"loadtest: wrote measured service times to {path}: {written}")
-    index = report.write(out, the_plan, requests, samples, stages, verdict_list, reconciled, extra)
+    index = report.write(
+        out, the_plan, run.requests, run.samples, run.stages, verdict_list, run.ledger, run.extra
+    )
 
     width = max(len(v.name) for v in verdict_list)
     for v in verdict_list:

@@ -85,7 +85,7 @@ class StageResult:
     peak_client_waiting: float = math.nan  # pgbouncer, all web hosts
     generator_cpu_peak: float = math.nan
     fleet_cpu_cores: float = math.nan  # every host and the generator, mean over the stage
-    cpu_ms_per_request: float = math.nan  # fleet_cpu_cores / requests per second
+    cpu_ms_per_request: float = math.nan  # CPU above the fleet at rest, per request
     service_ms: dict = field(default_factory=dict)  # endpoint -> (mean, p99) of in-app time
 
 
@@ -117,7 +117,9 @@ def fleet_cores(samples, start, end) -> float:
     return sum(sum(hosts.values()) for hosts in by_time.values()) / len(by_time)
 
 
-def measure_stage(stage, start, end, requests, samples, plan: Plan) -> StageResult:
+def measure_stage(
+    stage, start, end, requests, samples, plan: Plan, idle_cores: float = 0.0
+) -> StageResult:
     result = StageResult(stage.label, stage.users, stage.offered_rps, start, end)
     window = [r for r in requests if start <= r.time < end]
     seconds = max(end - start, 1e-9)
@@ -164,7 +166,7 @@ def measure_stage(stage, start, end, requests, samples, plan: Plan) -> StageResu
     if plan.model.get("shared_cores"):
         result.cpu_utilisation = result.fleet_cpu_cores / plan.model["shared_cores"]
     if result.rps:
-        result.cpu_ms_per_request = result.fleet_cpu_cores * 1000 / result.rps
+        result.cpu_ms_per_request = (result.fleet_cpu_cores - idle_cores) * 1000 / result.rps
     return result
 
 
@@ -176,14 +178,20 @@ def bottleneck(stage: StageResult) -> tuple[float, str]:
     return max(pairs, default=(math.nan, ""))
 
 
-def measured_capacity(stages: list[StageResult], target_utilisation: float):
-    """Requests/s at the target utilisation of the bottleneck: from the stage whose measured
-    utilisation is nearest the target, scaled by the utilisation law (X = U / demand)."""
+def measured_capacity(stages: list[StageResult], target: float, idle_share: float = 0.0):
+    """Requests/s at the target utilisation of the bottleneck, from the stage whose measured
+    utilisation is nearest the target, by the utilisation law: U = idle + X x demand, so
+    X_target = X x (target - idle) / (U - idle). `idle_share` is the share of the shared cores
+    busy at rest (workers have none)."""
     usable = [s for s in stages if bottleneck(s)[0] > 0]
     if not usable:
         return math.nan, None
-    nearest = min(usable, key=lambda s: abs(math.log(bottleneck(s)[0] / target_utilisation)))
-    return nearest.rps * target_utilisation / bottleneck(nearest)[0], nearest
+    nearest = min(usable, key=lambda s: abs(math.log(bottleneck(s)[0] / target)))
+    busy, what = bottleneck(nearest)
+    idle = idle_share if what == "of the shared cores" else 0.0
+    if busy <= idle:
+        return math.nan, nearest
+    return nearest.rps * (target - idle) / (busy - idle), nearest
 
 
 @dataclass
@@ -211,6 +219,7 @@ def verdicts(
     ledger: dict,
     generator_cpu: list[float],
     judged: set[str],
+    idle_cores: float = 0.0,
 ) -> list[Verdict]:
     m = plan.model
     out = []
@@ -218,7 +227,8 @@ def verdicts(
     def add(name, predicted, measured, passed):
         out.append(Verdict(name, predicted, measured, passed, name in judged))
 
-    capacity, basis = measured_capacity(stages, m["target_utilisation"])
+    idle_share = idle_cores / m["shared_cores"] if m.get("shared_cores") else 0.0
+    capacity, basis = measured_capacity(stages, m["target_utilisation"], idle_share)
     ratio = capacity / m["capacity_rps"] if not math.isnan(capacity) else math.nan
     bound = "shared cores" if m["cpu_capacity_rps"] < m["worker_capacity_rps"] else "workers"
     busy, what = bottleneck(basis) if basis else (math.nan, "")

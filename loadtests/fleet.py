@@ -17,7 +17,10 @@ from capacity.model import inventory_groups
 ROOT = Path(__file__).resolve().parent.parent
 # pgbouncer's console as its stats user (pgbouncer_stats_user), from the web host itself;
 # the password comes in PGPASSWORD.
-PGBOUNCER_CONSOLE = "psql -XAq -h 127.0.0.1 -p 6432 -U tally_stats -P footer=off pgbouncer -c"
+PGBOUNCER_PSQL = (
+    *("psql", "-XAq", "-h", "127.0.0.1", "-p", "6432"),
+    *("-U", "tally_stats", "-P", "footer=off", "pgbouncer"),
+)
 
 
 def settings(env: str) -> dict:
@@ -76,6 +79,21 @@ class Fleet:
     def hosts(self, group: str) -> list[str]:
         return sorted(self.groups.get(group, ()))
 
+    def host_vars(self, host: str) -> dict:
+        """A host's variables as the inventory file gives them (not templated)."""
+        data = yaml.safe_load((ROOT / "deploy" / self.env / "inventory.yml").read_text())
+        found: dict = {}
+
+        def walk(group: dict) -> None:
+            group = group or {}
+            if host in (group.get("hosts") or {}):
+                found.update(group["hosts"][host] or {})
+            for child in (group.get("children") or {}).values():
+                walk(child)
+
+        walk(data["all"])
+        return found
+
     def container(self, host: str) -> str:
         return f"{self.name}-{host}"
 
@@ -94,12 +112,8 @@ class Fleet:
 
     def pgbouncer(self, host: str, command: str, password: str) -> list[dict[str, str]]:
         """Rows of a pgbouncer console command (SHOW STATS, SHOW POOLS) on a web host."""
-        header, *rows = (
-            line.split("|")
-            for line in self.run(
-                host, "sh", "-c", f"{PGBOUNCER_CONSOLE} '{command}'", env={"PGPASSWORD": password}
-            ).splitlines()
-        )
+        output = self.run(host, *PGBOUNCER_PSQL, "-c", command, env={"PGPASSWORD": password})
+        header, *rows = (line.split("|") for line in output.splitlines())
         return [dict(zip(header, row, strict=False)) for row in rows]
 
     def psql(self, host: str, sql: str, database: str = "tally") -> str:

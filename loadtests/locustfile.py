@@ -207,6 +207,21 @@ class ResultsViewer(_Site):
         self.view_results(self.rng.choice(self.slugs))
 
 
+class TrivialView(FastHttpUser):
+    """The framework's ceiling (make bench): the app's liveness view through nginx, TLS and
+    gunicorn, with Django's middleware but no database, cache or session work."""
+
+    insecure = False
+    ssl_context_factory = staticmethod(_ssl_context)
+    wait_time = constant(THINK)
+
+    @task
+    def live(self):
+        with self.client.get("/healthz", name="trivial GET", catch_response=True) as response:
+            if response.status_code != 200 or (response.text or "").strip() != "ok":
+                response.failure(f"status {response.status_code}, expected 200 ok")
+
+
 class PlannedShape(LoadTestShape):
     """The plan's stages, one after another; the run ends after the last."""
 

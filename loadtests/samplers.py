@@ -8,15 +8,16 @@
   INFO clients counts; the app's ACL users may not run INFO);
 - CPU of every host (its container's cgroup), of the load generator and of the machine.
 
-Each remote probe is one long-running `docker exec` of a shell loop; it ends by itself when the
-sampler stops reading (its next write gets SIGPIPE) or after its deadline.
+Each remote probe is one long-running `docker exec`: one psql session repeating its query with
+\\watch (a process per sample would cost more CPU than some tiers use under load), or a shell
+loop for Redis. Each ends by itself when the sampler stops reading (its next write gets SIGPIPE)
+or after its deadline.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import shlex
 import subprocess
 import threading
 import time
@@ -25,17 +26,17 @@ from pathlib import Path
 
 import psutil
 
-from loadtests.fleet import PGBOUNCER_CONSOLE, Fleet, vault
+from loadtests.fleet import PGBOUNCER_PSQL, Fleet, vault
 
 Row = tuple[float, str, str, float]  # time, host, metric, value
 
+# One row per sample: active and all client backends but this one, and on a primary the
+# largest replay lag of its replicas (empty on a replica).
 ACTIVITY_SQL = (
-    "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FROM pg_stat_activity "
-    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-)
-LAG_SQL = (
-    "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0) "
-    "FROM pg_stat_replication"
+    "SELECT count(*) FILTER (WHERE state = 'active'), count(*), "
+    "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT coalesce(max(pg_wal_lsn_diff("
+    "pg_current_wal_lsn(), replay_lsn)), 0) FROM pg_stat_replication) END "
+    "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
 REDIS_PORTS = {"redis_cache_clients": 6379, "redis_sessions_clients": 6380}
 
@@ -50,10 +51,10 @@ def _shell_loop(command: str, interval: float, seconds: float) -> list[str]:
 
 
 def parse_activity(lines: list[str]) -> dict[str, float]:
-    active, total = lines[0].split("|")[:2]
+    active, total, lag = lines[0].split("|")[:3]
     values = {"pg_active": float(active), "pg_connections": float(total)}
-    if len(lines) > 1:
-        values["replication_lag_bytes"] = float(lines[1])
+    if lag:
+        values["replication_lag_bytes"] = float(lag)
     return values
 
 
@@ -99,20 +100,19 @@ class Sampling:
 
     def start(self) -> None:
         stats_password = vault(self.fleet.env)["vault_pgbouncer_stats_password"]
-        primaries = set(self.fleet.hosts("db_primary"))
+        watch = f" \\watch i={self.interval} c={int(self.deadline / self.interval)}\n"
         for host in self.fleet.hosts("db"):
-            sql = ACTIVITY_SQL + ";" + (LAG_SQL + ";" if host in primaries else "")
-            psql = f"runuser -u postgres -- psql -XAtq -d postgres -c {shlex.quote(sql)}"
-            self._remote(host, psql, parse_activity)
+            psql = ("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "postgres")
+            self._remote(host, psql, parse_activity, stdin=ACTIVITY_SQL + watch, framing="line")
         for host in self.fleet.hosts("web"):
-            pools = f"{PGBOUNCER_CONSOLE} 'SHOW POOLS'"
-            self._remote(host, pools, parse_pools, env={"PGPASSWORD": stats_password})
+            env = {"PGPASSWORD": stats_password}
+            self._remote(host, PGBOUNCER_PSQL, parse_pools, stdin="SHOW POOLS" + watch, env=env)
         for host in self.fleet.hosts("cache"):
             counts = "; ".join(
                 f"awk '$4 == \"01\" && $2 ~ /:{port:04X}$/' /proc/net/tcp /proc/net/tcp6 | wc -l"
                 for port in REDIS_PORTS.values()
             )
-            self._remote(host, counts, parse_redis)
+            self._remote(host, _shell_loop(counts, self.interval, self.deadline), parse_redis)
         self._thread(self._cpu)
 
     def watch_generator(self, pid: int) -> None:
@@ -141,29 +141,34 @@ class Sampling:
         thread.start()
         self.threads.append(thread)
 
-    def _remote(self, host: str, command: str, parse: Callable, env=None) -> None:
-        argv = self.fleet.command(
-            host, *_shell_loop(command, self.interval, self.deadline), env=env
-        )
+    def _remote(self, host, argv, parse, *, stdin="", env=None, framing="title") -> None:
+        """Start a probe on `host`. Its output is framed by lines: "line", every line a sample;
+        "title", a sample after each title line of psql's \\watch (or our shell loop's "@@")."""
         process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
+            self.fleet.command(host, *argv, env=env),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
         )
+        process.stdin.write(stdin)
+        process.stdin.close()
         self.processes.append(process)
-        self._thread(self._read, host, process, parse)
+        self._thread(self._read, host, process, parse, framing)
 
-    def _read(self, host: str, process: subprocess.Popen, parse: Callable) -> None:
+    def _read(self, host: str, process: subprocess.Popen, parse: Callable, framing) -> None:
         stamp, block = None, []
         for line in process.stdout:
             line = line.rstrip("\n")
-            if line.startswith("@@ "):
+            if not line:
+                continue
+            if framing == "line":
+                self._parse(host, time.time(), [line], parse)
+            elif line.startswith("@@ ") or (line.endswith("s)") and "(every " in line):
                 if stamp is not None and block:
                     self._parse(host, stamp, block, parse)
-                stamp, block = float(line[3:]), []
-            elif line:
+                stamp, block = time.time(), []
+            else:
                 block.append(line)
         if stamp is not None and block and not self.stopping.is_set():
             self._parse(host, stamp, block, parse)

@@ -141,7 +141,10 @@ CACHES = {
         "KEY_PREFIX": "tally",
         # A cache outage degrades to misses (reads from the replica) instead of errors.
         "OPTIONS": {**_REDIS_TIMEOUTS, "IGNORE_EXCEPTIONS": True},
-    },
+    }
+    if env_bool("TALLY_CACHE_ENABLED", True)
+    # Off only for `make bench`'s naive deployment: every read goes to the database.
+    else {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
     "sessions": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": env_str("TALLY_SESSION_URL"),
@@ -151,7 +154,8 @@ CACHES = {
     },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# `make bench`'s naive deployment sets django.contrib.sessions.backends.db, Django's default.
+SESSION_ENGINE = env_str("TALLY_SESSION_ENGINE", "django.contrib.sessions.backends.cache")
 SESSION_CACHE_ALIAS = "sessions"
 SESSION_COOKIE_AGE = env_int("TALLY_SESSION_COOKIE_AGE", 14 * 24 * 3600, minimum=60)
 

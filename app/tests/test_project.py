@@ -39,6 +39,25 @@ def _settings_error(**overrides):
     return result.stderr.strip().splitlines()[-1]
 
 
+def test_the_naive_deployment_switches_off_the_cache_and_keeps_sessions_in_the_database():
+    """make bench's naive deployment: Django's defaults, configured through the environment."""
+    env = {**os.environ, "TALLY_CACHE_ENABLED": "false", "TALLY_SERVER_TIMING": "false"}
+    env["TALLY_SESSION_ENGINE"] = "django.contrib.sessions.backends.db"
+    env.pop("TALLY_CACHE_URL", None)  # not needed without the cache
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.CACHES['default']['BACKEND'], s.SESSION_ENGINE, s.MIDDLEWARE[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=APP, env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == [
+        "django.core.cache.backends.dummy.DummyCache",
+        "django.contrib.sessions.backends.db",
+        "django.middleware.security.SecurityMiddleware",  # no Server-Timing
+    ]
+
+
 def test_a_missing_secret_stops_startup_with_its_name():
     line = _settings_error(TALLY_SECRET_KEY=None)
     assert "ImproperlyConfigured: TALLY_SECRET_KEY is not set" in line

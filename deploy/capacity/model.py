@@ -120,6 +120,11 @@ class Inputs:
         "ms",
         "CPU time of every host (and the load generator, when cores are shared) per request",
     )
+    cpu_idle_cores: float = _input(
+        "service_times",
+        "cores",
+        "CPU the fleet uses at rest, its monitoring included (where cores are shared)",
+    )
 
     # What "good enough" means.
     target_utilisation: float = _input(
@@ -145,6 +150,11 @@ class Inputs:
         "connections", "%", "headroom added to every connection count"
     )
     min_server_pool: int = _input("connections", "connections", "smallest pgbouncer pool")
+    pool_wait_probability: float = _input(
+        "connections",
+        "fraction",
+        "chance, with every worker busy, that a transaction finds its pool full and waits",
+    )
     pool_admin_clients: int = _input(
         "connections", "connections", "pgbouncer clients besides gunicorn (migrations, stats)"
     )
@@ -198,6 +208,11 @@ class Inputs:
             problems += [f"{name} must be above 0" for name in positive if getattr(self, name) <= 0]
             if self.shared_cores > 0 and self.cpu_ms_per_request <= 0:
                 problems.append("cpu_ms_per_request must be above 0 when cores are shared")
+            if 0 < self.shared_cores * self.target_utilisation <= self.cpu_idle_cores:
+                problems.append(
+                    f"cpu_idle_cores {self.cpu_idle_cores} leaves nothing of the shared cores "
+                    f"at the target utilisation ({self.shared_cores} x {self.target_utilisation})"
+                )
             if self.requests_per_page < 1:
                 problems.append("requests_per_page must be at least 1 (the POST)")
             if self.target_utilisation > 1:
@@ -298,6 +313,16 @@ BUF = "(1+{connection_buffer_percent}/100)"
 
 def buf(v) -> float:
     return 1 + v.connection_buffer_percent / 100
+
+
+def critbinom(trials: int, p: float, alpha: float) -> int:
+    """The spreadsheet's CRITBINOM: the smallest k with P(Binomial(trials, p) <= k) >= alpha."""
+    cumulative = 0.0
+    for k in range(int(trials) + 1):
+        cumulative += math.comb(int(trials), k) * p**k * (1 - p) ** (int(trials) - k)
+        if cumulative >= alpha - 1e-12:
+            return k
+    return int(trials)
 
 
 # The workload, reduced to one survey.
@@ -453,15 +478,17 @@ def app_nofile(v):
 @rule(
     "connections",
     "MIN({web_worker_slots},MAX({min_server_pool},"
-    "UP({web_worker_slots}*{db_time_share}*" + BUF + ")))",
-    "Little's law; PostgreSQL wiki 'Number Of Database Connections'; pgbouncer docs.",
+    "CRITBINOM({web_worker_slots},MIN(1,{db_time_share}),1-{pool_wait_probability})))",
+    "Binomial tail over the workers (Erlang's finite-source reasoning); pgbouncer docs.",
 )
 def pgbouncer_default_pool_size(v):
-    """Server connections per database entry: the transactions a host's workers have open at
-    once when all are busy (worker slots x share of time in a transaction), plus the buffer,
-    at least min_server_pool, at most one per worker slot. Each entry (primary, replica) gets
-    this pool, so either server can take the whole host's load."""
-    need = up(v.web_worker_slots * v.db_time_share * buf(v))
+    """Server connections per database entry. With every worker busy, each is inside a
+    transaction db_time_share of the time, so the number in a transaction at once is
+    Binomial(worker slots, db_time_share): the pool is the smallest count that this exceeds
+    with probability pool_wait_probability at most, at least min_server_pool, at most one per
+    worker slot. Sizing for the mean instead (slots x share) leaves bursts waiting. Each entry
+    (primary, replica) gets this pool, so either server can take the whole host's load."""
+    need = critbinom(v.web_worker_slots, min(1.0, v.db_time_share), 1 - v.pool_wait_probability)
     return min(v.web_worker_slots, max(v.min_server_pool, need))
 
 
@@ -746,16 +773,18 @@ def worker_capacity_rps(v):
 
 @rule(
     "requests/s",
-    "IF({shared_cores}>0,{shared_cores}*{target_utilisation}*1000/{cpu_ms_per_request},"
+    "IF({shared_cores}>0,"
+    "({shared_cores}*{target_utilisation}-{cpu_idle_cores})*1000/{cpu_ms_per_request},"
     "{worker_capacity_rps})",
-    "Utilisation law over the shared cores: X = U x cores / CPU time per request.",
+    "Utilisation law over the shared cores: U x cores = idle + X x CPU time per request.",
 )
 def cpu_capacity_rps(v):
     """Where every host shares a few cores (the local fleet), those cores run out before the
-    workers do: requests per second at target_utilisation of the shared cores. Hosts with
-    cores of their own are bounded by their workers (2 x cores + 1) instead."""
+    workers do: requests per second at target_utilisation of the shared cores, after what the
+    fleet uses at rest. Hosts with cores of their own are bounded by their workers instead."""
     if v.shared_cores > 0:
-        return v.shared_cores * v.target_utilisation * 1000 / v.cpu_ms_per_request
+        usable = v.shared_cores * v.target_utilisation - v.cpu_idle_cores
+        return usable * 1000 / v.cpu_ms_per_request
     return v.worker_capacity_rps
 
 
@@ -953,12 +982,21 @@ for _limit_name in (
 @check("offered_rps", "capacity_rps")
 def target_within_capacity(v):
     """The target load fits the predicted capacity at the target utilisation."""
+    if v.cpu_capacity_rps < v.worker_capacity_rps:
+        bound = (
+            f"{num(v.shared_cores)} shared cores at utilisation {num(v.target_utilisation)}, "
+            f"{num(v.cpu_idle_cores)} of them busy at rest, {num(v.cpu_ms_per_request)} ms of "
+            "CPU per request; more web hosts on the same cores would not help"
+        )
+    else:
+        bound = (
+            f"{num(v.web_hosts)} web hosts x {num(v.host_capacity_rps)} at utilisation "
+            f"{num(v.target_utilisation)}; it needs {num(v.web_hosts_needed)} web hosts"
+        )
     return (
         f"the target load of {num(v.offered_rps)} requests/s ({num(v.concurrent_takers)} takers, "
         f"{num(v.think_time_s)} s think time) is beyond the predicted capacity of "
-        f"{num(v.capacity_rps)} requests/s ({num(v.web_hosts)} web hosts x "
-        f"{num(v.host_capacity_rps)} at utilisation {num(v.target_utilisation)}); it needs "
-        f"{num(v.web_hosts_needed)} web hosts"
+        f"{num(v.capacity_rps)} requests/s ({bound})"
     )
 
 
@@ -1040,6 +1078,7 @@ class Model:
                         "results_p99_ms",
                         "db_transaction_ms",
                         "cpu_ms_per_request",
+                        "cpu_idle_cores",
                     )
                 },
                 "mean_service_ms": round(v["mean_service_ms"], 3),

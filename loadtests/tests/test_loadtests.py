@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from capacity import model
-from loadtests import analysis, ledger, plan, samplers
+from loadtests import analysis, bench, ledger, plan, samplers
 from loadtests.__main__ import write_calibration
 from loadtests.forms import Form
 
@@ -125,6 +125,11 @@ def test_a_stage_is_measured_from_its_requests_and_samples():
     capacity, basis = analysis.measured_capacity([result], 0.6)
     assert basis is result
     assert capacity == pytest.approx(60)
+    # With 20% of the cores busy at rest, requests use 30%: 50/s x (0.6 - 0.2) / 0.3.
+    capacity, _ = analysis.measured_capacity([result], 0.6, idle_share=0.2)
+    assert capacity == pytest.approx(50 * 0.4 / 0.3)
+    at_rest = analysis.measure_stage(stage, 1000, 1100, requests, samples, the_plan, 0.4)
+    assert at_rest.cpu_ms_per_request == pytest.approx(12)  # (1.0 - 0.4) cores / 50 per s
 
 
 def verdicts_of(stages, the_plan, ledger_result=None, generator_cpu=(0.2,) * 10):
@@ -197,7 +202,7 @@ def test_calibration_rewrites_only_the_measured_values(tmp_path):
         }
     )
     target = stage_result(cpu_ms_per_request=17.25)
-    written = write_calibration(tmp_path / "capacity.yml", alone, target, 1.5)
+    written = write_calibration(tmp_path / "capacity.yml", alone, target, 1.5, 0.42)
     assert written["page_get_ms"] == "12.3"
     after = (tmp_path / "capacity.yml").read_text()
     assert [line for line in after.splitlines() if line.lstrip().startswith("#")] == [
@@ -207,13 +212,14 @@ def test_calibration_rewrites_only_the_measured_values(tmp_path):
     assert inputs.calibrated is True
     assert (inputs.page_get_ms, inputs.page_post_p99_ms, inputs.results_ms) == (12.3, 61, 30.0)
     assert (inputs.db_transaction_ms, inputs.cpu_ms_per_request) == (1.5, 17.2)
+    assert inputs.cpu_idle_cores == 0.42
 
 
 def test_calibration_without_results_views_says_to_run_longer(tmp_path):
     shutil.copy(model.DEPLOY_DIR / "local" / "capacity.yml", tmp_path / "capacity.yml")
     alone = stage_result(service_ms={"page_get": (1, 2, 3)})
     with pytest.raises(SystemExit, match="no page_post requests"):
-        write_calibration(tmp_path / "capacity.yml", alone, stage_result(), 1.0)
+        write_calibration(tmp_path / "capacity.yml", alone, stage_result(), 1.0, 0.4)
 
 
 def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):
@@ -246,12 +252,52 @@ def test_samplers_parse_what_psql_prints():
         "pgb_sv_total": 5,
         "pgb_maxwait_s": 1.0,
     }
-    assert samplers.parse_activity(["2|5", "1024"]) == {
+    assert samplers.parse_activity(["2|5|1024"]) == {
         "pg_active": 2,
         "pg_connections": 5,
         "replication_lag_bytes": 1024,
     }
+    assert samplers.parse_activity(["0|3|"]) == {"pg_active": 0, "pg_connections": 3}  # replica
     assert samplers.parse_redis(["7", "6"]) == {
         "redis_cache_clients": 7,
         "redis_sessions_clients": 6,
     }
+
+
+def test_the_naive_deployment_goes_straight_to_the_primary_without_cache_or_replica():
+    tuned = "\n".join(
+        [
+            'DJANGO_SETTINGS_MODULE="tally.settings"',
+            'TALLY_DATABASE_URL="postgres://tally:s3cret@127.0.0.1:6432/tally"',
+            'TALLY_REPLICA_URLS="postgres://tally:s3cret@127.0.0.1:6432/tally_replica"',
+            'TALLY_DB_CONN_MAX_AGE="60"',
+        ]
+    )
+    naive = bench.naive_environment(tuned, "10.77.0.31").splitlines()
+    assert 'TALLY_DATABASE_URL="postgres://tally:s3cret@10.77.0.31:5432/tally"' in naive
+    assert not any(line.startswith("TALLY_REPLICA_URLS") for line in naive)
+    assert naive.count('TALLY_DB_CONN_MAX_AGE="0"') == 1
+    assert 'TALLY_CACHE_ENABLED="false"' in naive
+    assert 'TALLY_SESSION_ENGINE="django.contrib.sessions.backends.db"' in naive
+    with pytest.raises(SystemExit, match="does not point at the local pgbouncer"):
+        bench.naive_environment('TALLY_DATABASE_URL="postgres://x@db:5432/t"', "10.0.0.1")
+
+
+def test_pgbench_runs_the_apps_page_submit_as_one_transaction():
+    script = bench.pgbench_script(["11", "12"])
+    assert script.count("BEGIN;") == script.count("COMMIT;") == 1
+    assert "(:r, 11, " in script
+    assert "(:r, 12, " in script
+    assert "ON CONFLICT (response_id, question_id) DO UPDATE" in script
+    assert "pg_current_wal_lsn()" in script  # as the app's read-your-writes marker
+
+
+def test_the_bench_keeps_the_best_stage_within_the_objective():
+    stages = [
+        stage_result(users=1, submissions_per_s=5.0, p95_ms=40),
+        stage_result(users=8, submissions_per_s=30.0, p95_ms=300),
+        stage_result(users=16, submissions_per_s=35.0, p95_ms=900),  # too slow
+        stage_result(users=32, submissions_per_s=40.0, p95_ms=200, failures=3),  # errors
+    ]
+    assert bench.best(stages, 500, "submissions_per_s").users == 8
+    assert bench.best(stages[2:3], 500, "submissions_per_s") is None

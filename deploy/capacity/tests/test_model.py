@@ -58,6 +58,7 @@ def small(**changes) -> model.Inputs:
         results_db_transactions=2,
         db_transaction_ms=2,
         cpu_ms_per_request=0,
+        cpu_idle_cores=0,
         target_utilisation=0.5,
         latency_p95_ms=250,
         gunicorn_threads=1,
@@ -69,6 +70,7 @@ def small(**changes) -> model.Inputs:
         reload_overlap=2,
         connection_buffer_percent=25,
         min_server_pool=2,
+        pool_wait_probability=0.001,
         pool_admin_clients=10,
         superuser_reserved_connections=3,
         admin_connections=6,
@@ -93,6 +95,11 @@ def test_shared_cores_bound_capacity_when_they_run_out_first():
     v = model.evaluate(small(shared_cores=2, cpu_ms_per_request=8)).values
     assert v["cpu_capacity_rps"] == pytest.approx(125)
     assert v["capacity_rps"] == pytest.approx(125)
+    # What the fleet burns at rest comes off first: (1 - 0.2) / 8 ms = 100 requests/s.
+    v = model.evaluate(small(shared_cores=2, cpu_ms_per_request=8, cpu_idle_cores=0.2)).values
+    assert v["capacity_rps"] == pytest.approx(100)
+    with pytest.raises(ValueError, match="cpu_idle_cores 1 leaves nothing"):
+        small(shared_cores=2, cpu_ms_per_request=8, cpu_idle_cores=1)
     # With a cheaper request the workers are the bound again.
     v = model.evaluate(small(shared_cores=2, cpu_ms_per_request=2)).values
     assert v["capacity_rps"] == pytest.approx(250)
@@ -113,23 +120,26 @@ def test_rules_by_hand():
     assert v["app_workers"] == 5
     # 20 x 300 ms = 6 s, below the 20 s floor.
     assert v["app_timeout"] == v["nginx_upstream_timeout"] == 20
-    # 5 workers x 0.14 x 1.25 = 0.875 -> 1, raised to the minimum pool of 2.
-    assert v["pgbouncer_default_pool_size"] == 2
+    # Binomial(5 workers, 0.14) in a transaction at once: P(<= 3) = 0.9983 < 0.999 and
+    # P(<= 4) = 0.99995, so a pool of 4 (the mean, 5 x 0.14 = 0.7, would leave bursts waiting).
+    assert model.critbinom(5, 0.14, 0.999) == 4
+    assert model.critbinom(5, 0.14, 0.99) == 3
+    assert v["pgbouncer_default_pool_size"] == 4
     # 5 x 0.5 x 0.14 = 0.35 -> 1 connection busy on average at the target load.
     assert v["pgbouncer_min_pool_size"] == 1
-    assert v["pgbouncer_reserve_pool_size"] == 1  # 2 x 25% = 0.5 -> 1
-    assert v["pgbouncer_max_db_connections"] == 3
+    assert v["pgbouncer_reserve_pool_size"] == 1  # 4 x 25% = 1
+    assert v["pgbouncer_max_db_connections"] == 5
     # (2 generations x 5 workers x 2 entries + 10) x 1.25 = 37.5 -> 38.
     assert v["pgbouncer_max_client_conn"] == 38
-    # 2 web hosts x 3; (6 + 6 admin) x 1.25 = 15, + 3 superuser-reserved = 18.
-    assert v["pooled_server_connections"] == 6
-    assert v["postgresql_max_connections"] == 18
-    assert v["pool_connection_room"] == 9
-    # PGTune on 4096 MB: 1/4, 3/4, 1/16, and (4096 - 1024) / ((18 + 8) x 3) = 39.4 -> 39.
+    # 2 web hosts x 5; (10 + 6 admin) x 1.25 = 20, + 3 superuser-reserved = 23.
+    assert v["pooled_server_connections"] == 10
+    assert v["postgresql_max_connections"] == 23
+    assert v["pool_connection_room"] == 14
+    # PGTune on 4096 MB: 1/4, 3/4, 1/16, and (4096 - 1024) / ((23 + 8) x 3) = 33.03 -> 33.
     assert v["postgresql_shared_buffers"] == 1024
     assert v["postgresql_effective_cache_size"] == 3072
     assert v["postgresql_maintenance_work_mem"] == 256
-    assert v["postgresql_work_mem"] == 39
+    assert v["postgresql_work_mem"] == 33
     # Redis: 2 hosts x 2 generations x 5 workers x 1 x 1.25 = 25, + 10 admin.
     assert v["redis_cache_maxclients"] == v["redis_sessions_maxclients"] == 35
     # 1024 starts/day x 10 days x 1 KiB x 1.5 = 15 MiB; the cache gets 600 - 15.
@@ -168,7 +178,7 @@ def test_bounds_and_caps():
     assert big["postgresql_maintenance_work_mem"] == 2048
     tiny = model.evaluate(small(db_ram_mb=256, admin_connections=400)).values
     assert tiny["postgresql_work_mem"] == 4
-    # Database-heavy requests: 5 x 0.7 x 1.25 = 4.4 -> 5, never more than the worker slots.
+    # Database-heavy requests: Binomial(5, 0.7) needs all 5, never more than the worker slots.
     heavy = model.evaluate(small(db_transaction_ms=10)).values
     assert heavy["db_time_share"] == pytest.approx(0.7)
     assert heavy["pgbouncer_default_pool_size"] == 5
@@ -182,7 +192,7 @@ def test_pools_beyond_max_connections_fail_loudly():
     assert len(failures) == 1
     message = failures[0]
     assert message.startswith("pools_fit_max_connections:")
-    for fact in ("6 server connections", "2 web hosts", "pgbouncer_max_db_connections 3"):
+    for fact in ("10 server connections", "2 web hosts", "pgbouncer_max_db_connections 5"):
         assert fact in message
     assert "postgresql_max_connections 12" in message
     assert "leaves 3" in message  # 12 - 3 superuser-reserved - 6 admin
@@ -210,6 +220,12 @@ def test_target_beyond_capacity_fails_loudly():
     assert "target load of 497.51 requests/s (2000 takers, 10 s think time)" in message
     assert "predicted capacity of 250 requests/s (2 web hosts x 125" in message
     assert "needs 4 web hosts" in message
+    # Bounded by shared cores: more web hosts would not help, and the message says so.
+    shared = small(concurrent_takers=2000, shared_cores=2, cpu_ms_per_request=8, cpu_idle_cores=0.2)
+    message = model.evaluate(shared).failures()[0]
+    assert "predicted capacity of 100 requests/s (2 shared cores" in message
+    assert "0.20 of them busy at rest, 8 ms of CPU per request" in message
+    assert "would not help" in message
 
 
 def test_sessions_crowding_out_the_cache_fail_loudly():

@@ -1,0 +1,145 @@
+"""One load test run: Locust against a fleet while the samplers watch, then the ledger."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadtests import analysis, ledger, plan
+from loadtests.fleet import ROOT, Fleet, vault
+from loadtests.samplers import Sampling
+
+IDLE_S = 5
+PROFILES = {
+    "taker": ["SurveyTaker"],
+    "viewer": ["ResultsViewer"],
+    "mixed": ["SurveyTaker", "ResultsViewer"],
+    "trivial": ["TrivialView"],
+}
+
+
+@dataclass
+class Run:
+    requests: list[analysis.Request]
+    samples: list[tuple]
+    stages: list[analysis.StageResult]
+    ledger: dict
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def generator_cpu(self) -> list[float]:
+        return [v for t, h, m, v in self.samples if h == "cpu" and m == "generator"]
+
+
+def preflight(fleet: Fleet) -> None:
+    if not fleet.ca.exists():
+        sys.exit(
+            f"No CA at {fleet.ca}: provision the fleet first (make provision ENV={fleet.env})."
+        )
+    context = ssl.create_default_context(cafile=str(fleet.ca))
+    try:
+        with urllib.request.urlopen(f"{fleet.url}/readyz", context=context, timeout=10) as r:
+            r.read()
+    except OSError as error:
+        sys.exit(
+            f"The fleet does not answer at {fleet.url}/readyz ({error}): is ENV={fleet.env} "
+            f"provisioned (make provision ENV={fleet.env})?"
+        )
+
+
+def run_locust(the_plan: plan.Plan, out: Path, processes: int) -> int:
+    argv = [
+        str(ROOT / ".venv/bin/locust"),
+        "-f",
+        str(ROOT / "loadtests/locustfile.py"),
+        "--headless",
+        "--host",
+        the_plan.host,
+        "--html",
+        str(out / "locust.html"),
+        "--csv",
+        str(out / "locust"),
+        "--csv-full-history",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    argv += PROFILES[the_plan.profile]
+    env = {
+        **os.environ,
+        "TALLY_LOAD_PLAN": str(out / "plan.json"),
+        "TALLY_LOAD_OUT": str(out),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "deploy")]),
+    }
+    with (out / "locust.log").open("w") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return process
+
+
+def pgbouncer_totals(fleet: Fleet, password: str) -> tuple[float, float]:
+    """Transactions and their total time (µs) pgbouncer has counted, over every web host."""
+    count = micros = 0.0
+    for host in fleet.hosts("web"):
+        for row in fleet.pgbouncer(host, "SHOW STATS", password):
+            if row.get("database") != "pgbouncer":
+                count += float(row["total_xact_count"])
+                micros += float(row["total_xact_time"])
+    return count, micros
+
+
+def execute(fleet: Fleet, the_plan: plan.Plan, out: Path, processes: int = 1) -> Run:
+    """Run the plan's stages and measure them; raises SystemExit when Locust made no results."""
+    out.mkdir(parents=True, exist_ok=True)
+    the_plan.save(out / "plan.json")
+    preflight(fleet)
+    password = vault(fleet.env)["vault_pgbouncer_stats_password"]
+    before = pgbouncer_totals(fleet, password)
+    sampling = Sampling(fleet, out, the_plan.seconds + IDLE_S)
+    sampling.start()
+    idle_from = time.time()
+    time.sleep(IDLE_S)  # the fleet at rest: the samplers' own cost and background work
+    idle_to = time.time()
+    print(
+        f"loadtest: {the_plan.shape} against {fleet.url}: "
+        + ", ".join(f"{s.label} {s.users} users {s.seconds:g} s" for s in the_plan.stages),
+        flush=True,
+    )
+    process = run_locust(the_plan, out, processes)
+    sampling.watch_generator(process.pid)
+    status = process.wait()
+    sampling.stop()
+    after = pgbouncer_totals(fleet, password)
+    if not (out / "requests.csv").exists():
+        print((out / "locust.log").read_text()[-3000:], file=sys.stderr)
+        sys.exit(f"Locust exited {status} without results; its log: {out / 'locust.log'}")
+
+    requests = analysis.read_requests(out / "requests.csv")
+    samples = analysis.read_samples(out / "samples.csv")
+    starts = analysis.load_json(out / "stages.json", [])
+    run_end = max((r.time for r in requests), default=time.time())
+    idle = analysis.fleet_cores(samples, idle_from, idle_to)
+    stages = [
+        analysis.measure_stage(stage, start, end, requests, samples, the_plan, idle)
+        for stage, start, end in analysis.stage_windows(the_plan, starts, run_end)
+    ]
+    reconciled = ledger.reconcile(fleet, out / "ledger.csv")
+    reconciled["generator_processes"] = processes
+    transactions = after[0] - before[0]
+    extra = {
+        "db_transactions": transactions,
+        "db_transaction_ms": (after[1] - before[1]) / transactions / 1000
+        if transactions
+        else float("nan"),
+        "idle_cores": idle,
+    }
+    return Run(requests, samples, stages, reconciled, extra)
