@@ -289,13 +289,15 @@ def verdicts(
     ]
     lagging = [s.label for s in stages if s.rps < ACHIEVED_SHARE * s.expected_rps]
     saturated = len(busy) > GENERATOR_BUSY_SHARE * max(len(generator_cpu), 1)
+    lost = ledger.get("records_lost", 0)
     add(
         "valid run",
         f"generator below {GENERATOR_CPU_LIMIT:.0%} CPU; "
-        f"achieved >= {ACHIEVED_SHARE:.0%} of offered",
+        f"achieved >= {ACHIEVED_SHARE:.0%} of offered; every request recorded",
         f"{len(busy)} of {len(generator_cpu)} CPU samples saturated; "
-        f"stages short of their offered rate: {', '.join(lagging) or 'none'}",
-        not saturated and not lagging,
+        f"stages short of their offered rate: {', '.join(lagging) or 'none'}; "
+        f"{lost} requests counted by Locust but not recorded",
+        not saturated and not lagging and lost == 0,
     )
     return out
 

@@ -18,6 +18,7 @@ import argparse
 import html
 import json
 import re
+import ssl
 import time
 import urllib.request
 from pathlib import Path
@@ -34,6 +35,10 @@ from loadtests.fleet import ROOT, Fleet, settings
 CLIMB_USERS = (1, 2, 4, 8, 16, 32, 64)
 PGBENCH_CLIENTS = (1, 2, 4, 8)
 NAIVE_ENV = "/run/tally-naive.env"  # tmpfs: gone at the next boot, like the bench itself
+# A transient unit that failed stays loaded, and would block the next bench's systemd-run.
+FORGET_NAIVE = (
+    "systemctl stop tally-naive 2>/dev/null; systemctl reset-failed tally-naive 2>/dev/null; true"
+)
 PGBENCH_PREFIX = "pgbench-"  # prefix of the responses pgbench writes to, removed afterwards
 
 
@@ -95,7 +100,7 @@ def start_naive(fleet: Fleet) -> None:
             f"umask 077; cat > {NAIVE_ENV}",
             stdin=naive_environment(tuned, primary),
         )
-        fleet.run(host, "systemctl", "stop", "tally.socket", "tally.service")
+        fleet.run(host, "sh", "-c", f"{FORGET_NAIVE}; systemctl stop tally.socket tally.service")
         fleet.run(
             host,
             "systemd-run",
@@ -118,23 +123,23 @@ def stop_naive(fleet: Fleet) -> None:
             host,
             "sh",
             "-c",
-            "systemctl stop tally-naive 2>/dev/null; "
-            f"rm -f {NAIVE_ENV}; systemctl start tally.socket tally.service",
+            f"{FORGET_NAIVE}; rm -f {NAIVE_ENV}; systemctl start tally.socket tally.service",
         )
 
 
 def wait_ready(fleet: Fleet, seconds: float = 60) -> None:
     """Until every web host answers through the load balancer (a few rounds of readyz)."""
-    context = runner.ssl.create_default_context(cafile=str(fleet.ca))
+    context = ssl.create_default_context(cafile=str(fleet.ca))
     deadline, streak = time.monotonic() + seconds, 0
     while streak < 2 * len(fleet.hosts("web")):
         try:
             with urllib.request.urlopen(f"{fleet.url}/readyz", context=context, timeout=5) as r:
-                streak = streak + 1 if r.status == 200 else 0
-        except OSError:
+                r.read()
+                streak += 1
+        except OSError as error:
             streak = 0
             if time.monotonic() > deadline:
-                raise SystemExit(f"bench: {fleet.url} did not become ready") from None
+                raise SystemExit(f"bench: {fleet.url}/readyz: {error}") from None
             time.sleep(0.5)
 
 

@@ -23,6 +23,11 @@ from loadtests.analysis import (
 from loadtests.plan import SUBMISSIONS, Plan
 
 BUCKET_S = 5  # latency percentiles over 5 s buckets
+OUTSIDE = {
+    "fontsize": 7,
+    "loc": "upper left",
+    "bbox_to_anchor": (1.01, 1.0),
+}  # off the stage labels
 
 
 def _per_second(requests: list[Request], t0: float):
@@ -63,7 +68,7 @@ def _metric(samples, metric, t0):
 
 def _save(fig, folder: Path, name: str) -> str:
     fig.tight_layout()
-    fig.savefig(folder / name, format="svg")
+    fig.savefig(folder / name, format="svg", bbox_inches="tight")
     plt.close(fig)
     return name
 
@@ -81,7 +86,7 @@ def plots(folder: Path, plan: Plan, requests, samples, stages, t0) -> list[tuple
         ax.set(xlabel="seconds", ylabel=ylabel, title=title)
         if log:
             ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(**OUTSIDE)
         figures.append((title, _save(fig, folder, name)))
 
     timeline(
@@ -140,7 +145,7 @@ def plots(folder: Path, plan: Plan, requests, samples, stages, t0) -> list[tuple
         _stage_lines(ax, stages, t0)
         ax.set(xlabel="seconds", ylabel=unit, title=title)
         if series:
-            ax.legend(fontsize=7, loc="upper left", ncol=4)
+            ax.legend(**OUTSIDE)
         figures.append((title, _save(fig, folder, f"{(metric or 'redis')}.svg")))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))

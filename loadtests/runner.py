@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import ssl
 import subprocess
@@ -97,6 +98,15 @@ def pgbouncer_totals(fleet: Fleet, password: str) -> tuple[float, float]:
     return count, micros
 
 
+def locust_count(path: Path) -> int:
+    """Requests Locust itself counted (its stats CSV), to check that no record went missing on
+    the way from a worker to the master."""
+    with path.open() as f:
+        return next(
+            int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] == "Aggregated"
+        )
+
+
 def execute(fleet: Fleet, the_plan: plan.Plan, out: Path, processes: int = 1) -> Run:
     """Run the plan's stages and measure them; raises SystemExit when Locust made no results."""
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +144,7 @@ def execute(fleet: Fleet, the_plan: plan.Plan, out: Path, processes: int = 1) ->
     ]
     reconciled = ledger.reconcile(fleet, out / "ledger.csv")
     reconciled["generator_processes"] = processes
+    reconciled["records_lost"] = locust_count(out / "locust_stats.csv") - len(requests)
     transactions = after[0] - before[0]
     extra = {
         "db_transactions": transactions,

@@ -26,9 +26,12 @@ def readyz(request):
     checks = {
         "primary": _check_primary(),
         "replicas": {alias: _check_replica(alias) for alias in settings.TALLY_REPLICA_ALIASES},
-        "cache": _check_redis("default"),
-        "sessions": _check_redis(settings.SESSION_CACHE_ALIAS),
+        "cache": _check_redis("default") if _is_redis("default") else {"ok": True, "off": True},
     }
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.cache":
+        checks["sessions"] = _check_redis(settings.SESSION_CACHE_ALIAS)
+    else:  # sessions in the database (make bench's naive deployment): the primary holds them
+        checks["sessions"] = {"ok": checks["primary"]["ok"], "store": "database"}
     ready = checks["primary"]["ok"] and checks["sessions"]["ok"]
     return JsonResponse({"ready": ready, **checks}, status=200 if ready else 503)
 
@@ -52,6 +55,10 @@ def _check_replica(alias):
         "lag_seconds": round(status.lag_seconds, 3),
         "replay_lsn_behind_bytes": max(0, pool().primary_lsn - status.replay_lsn),
     }
+
+
+def _is_redis(alias):
+    return settings.CACHES[alias]["BACKEND"].startswith("django_redis.")
 
 
 def _check_redis(alias):

@@ -1,6 +1,7 @@
 """Liveness and readiness endpoints."""
 
 import pytest
+from django.conf import settings
 
 
 def test_healthz_touches_no_backend(client, replication, bring_back):
@@ -59,3 +60,22 @@ def test_readyz_depends_on_the_session_store_not_the_cache(client, redis_servers
     assert response.status_code == status
     key = "sessions" if alias == "sessions" else "cache"
     assert response.json()[key]["ok"] is False
+
+
+def test_readyz_without_a_cache_and_with_sessions_in_the_database(client):
+    """make bench's naive deployment: no cache to check, sessions stored by the primary."""
+    from django.test import override_settings
+
+    naive = {
+        "CACHES": {
+            **settings.CACHES,
+            "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        },
+        "SESSION_ENGINE": "django.contrib.sessions.backends.db",
+    }
+    with override_settings(**naive):
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["cache"] == {"ok": True, "off": True}
+    assert body["sessions"] == {"ok": True, "store": "database"}

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from capacity import model
-from loadtests import analysis, bench, ledger, plan, samplers
+from loadtests import analysis, bench, ledger, plan, report, samplers
 from loadtests.__main__ import write_calibration
 from loadtests.forms import Form
 
@@ -187,6 +187,8 @@ def test_a_run_whose_generator_saturated_or_fell_behind_is_invalid():
     assert verdicts_of([stage_result()], the_plan, generator_cpu=busy)["valid run"].passed is False
     behind = stage_result(rps=8.0, expected_rps=10.0)
     assert verdicts_of([behind], the_plan)["valid run"].passed is False
+    lost = {"acknowledged": 1, "records_lost": 3}
+    assert verdicts_of([stage_result()], the_plan, lost)["valid run"].passed is False
 
 
 def test_calibration_rewrites_only_the_measured_values(tmp_path):
@@ -301,3 +303,20 @@ def test_the_bench_keeps_the_best_stage_within_the_objective():
     ]
     assert bench.best(stages, 500, "submissions_per_s").users == 8
     assert bench.best(stages[2:3], 500, "submissions_per_s") is None
+
+
+def test_the_report_has_the_verdicts_the_stages_and_every_plot(tmp_path):
+    the_plan, stage = fake_plan(web_hosts=2, web_worker_slots=3, shared_cores=2)
+    requests = synthetic(rate=20, seconds=30, response_ms=40, server_ms=30, fail_every=7)
+    samples = [(1000.0 + t, "cpu", "web1", 0.5) for t in range(30)]
+    samples += [(1000.0 + t, "db1", "pg_connections", 3) for t in range(30)]
+    result = analysis.measure_stage(stage, 1000, 1030, requests, samples, the_plan)
+    found = analysis.verdicts(the_plan, [result], {"acknowledged": 3}, [0.1], {"ledger"})
+    index = report.write(tmp_path, the_plan, requests, samples, [result], found, {}, {})
+    page = index.read_text()
+    assert "<td>ledger</td>" in page
+    assert "PASS" in page
+    assert "FAIL (not judged)" in page  # 86 failures below capacity, printed only
+    for name in ("throughput.svg", "latency.svg", "pg_connections.svg", "cpu.svg", "stages.svg"):
+        assert f"src='{name}'" in page
+        assert (tmp_path / name).read_text().startswith("<?xml")
