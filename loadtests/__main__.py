@@ -10,6 +10,7 @@ deploy/ENV/capacity.yml.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -115,6 +116,13 @@ def write_calibration(path: Path, alone, target, db_transaction_ms: float, idle:
         mean, p99, _count = service[endpoint]
         values[f"{endpoint}_ms"] = f"{mean:.1f}"
         values[f"{endpoint}_p99_ms"] = f"{p99:.0f}"
+    measured = {
+        "db_transaction_ms": db_transaction_ms,
+        "cpu_ms_per_request": target.cpu_ms_per_request,
+    }
+    for name, value in {**measured, "cpu_idle_cores": idle}.items():
+        if not math.isfinite(value) or value < 0 or (value == 0 and name in measured):
+            raise SystemExit(f"calibration measured {name} = {value}; nothing written to {path}")
     for key, value in values.items():
         text, found = re.subn(rf"(?m)^(\s+{key}:\s*)[^\s#]+", rf"\g<1>{value}", text)
         if found != 1:
@@ -140,7 +148,8 @@ def main(argv=None) -> int:
         JUDGED[args.shape],
         run.extra["idle_cores"],
     )
-    if args.shape == "calibration":
+    failed = [v.name for v in verdict_list if v.judged and v.passed is not True]
+    if args.shape == "calibration" and not failed:
         path = (ROOT / "deploy" / args.env / "capacity.yml").resolve()
         written = write_calibration(
             path, *run.stages, run.extra["db_transaction_ms"], run.extra["idle_cores"]
@@ -154,7 +163,6 @@ def main(argv=None) -> int:
     width = max(len(v.name) for v in verdict_list)
     for v in verdict_list:
         print(f"  {v.name:<{width}}  {v.word:<18} measured {v.measured}; predicted {v.predicted}")
-    failed = [v.name for v in verdict_list if v.judged and v.passed is not True]
     print(f"loadtest: report {index}")
     if failed:
         print(f"loadtest: FAILED verdicts: {', '.join(failed)}", file=sys.stderr)

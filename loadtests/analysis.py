@@ -2,7 +2,7 @@
 
 Files of a run folder: plan.json (what was offered), requests.csv (every request: time, name,
 response and in-app time, ok), stages.json (when each stage began), samples.csv (the fleet's
-samplers) and ledger.json (the reconciliation with the database).
+samplers) and ledger.csv (the acknowledged writes, reconciled by ledger.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The same climb (1, 2, 4 ... 64 users who never pause) against:
   naive    the same app and hosts as a default deployment would run it: gunicorn's defaults (one
            sync worker), straight to the primary (no pgbouncer, no replica, a connection per
            request), sessions in the database, no cache. Set up on the web hosts for the run
-           and replaced by the tuned services afterwards, whatever happens;
+           and replaced by the tuned services afterwards, also when the run fails;
   trivial  the app's liveness view through the tuned stack: the framework's ceiling;
 and pgbench running the app's page-submit transaction on the primary itself: the database's
 write ceiling on this machine. Each gets the highest page submissions/s it reached with p95
@@ -43,7 +43,7 @@ PGBENCH_PREFIX = "pgbench-"  # prefix of the responses pgbench writes to, remove
 
 
 def climb(values: dict, seconds: float, profile: str, env: str, fleet: Fleet) -> plan.Plan:
-    stages = [plan.Stage(f"{n} users", n, seconds, 0.0, spawn_rate=n) for n in CLIMB_USERS]
+    stages = [plan.Stage(f"climb {n}", n, seconds, 0.0, spawn_rate=n) for n in CLIMB_USERS]
     return plan.Plan(
         "bench",
         env,
@@ -118,13 +118,20 @@ def start_naive(fleet: Fleet) -> None:
 
 
 def stop_naive(fleet: Fleet) -> None:
+    """Put the tuned service back on every web host, each whatever happens to the others."""
+    errors = []
     for host in fleet.hosts("web"):
-        fleet.run(
-            host,
-            "sh",
-            "-c",
-            f"{FORGET_NAIVE}; rm -f {NAIVE_ENV}; systemctl start tally.socket tally.service",
-        )
+        try:
+            fleet.run(
+                host,
+                "sh",
+                "-c",
+                f"{FORGET_NAIVE}; rm -f {NAIVE_ENV}; systemctl start tally.socket tally.service",
+            )
+        except RuntimeError as error:
+            errors.append(str(error))
+    if errors:
+        raise SystemExit("bench: could not restore the tuned service: " + "; ".join(errors))
 
 
 def wait_ready(fleet: Fleet, seconds: float = 60) -> None:
@@ -184,15 +191,15 @@ def pgbench(fleet: Fleet, seconds: float) -> list[dict]:
         "FROM generate_series(1, 1000) AS n RETURNING id;",
     ).split()
     low, high = min(map(int, ids)), max(map(int, ids))
-    fleet.run(
-        host,
-        "sh",
-        "-c",
-        "cat > /run/tally-bench-submit.sql",
-        stdin=pgbench_script(questions.split(",")),
-    )
     results = []
     try:
+        fleet.run(
+            host,
+            "sh",
+            "-c",
+            "cat > /run/tally-bench-submit.sql",
+            stdin=pgbench_script(questions.split(",")),
+        )
         for clients in PGBENCH_CLIENTS:
             output = fleet.run(
                 host,
@@ -244,7 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     fleet = Fleet.of(args.env)
-    values = {**capacity_model.evaluate(capacity_model.load(args.env)).values}
+    inputs = capacity_model.load(args.env)
+    values = {**capacity_model.evaluate(inputs).values, "calibrated": inputs.calibrated}
     objective = values["latency_p95_ms"]
     out = args.out or ROOT / "build" / args.env / "bench" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -253,9 +261,9 @@ def main(argv=None) -> int:
     for name, profile in (("tuned", "taker"), ("trivial", "trivial"), ("naive", "taker")):
         the_plan = climb(values, args.step_seconds, profile, args.env, fleet)
         folder = out / name
-        if name == "naive":
-            start_naive(fleet)
         try:
+            if name == "naive":
+                start_naive(fleet)
             wait_ready(fleet)
             run = runner.execute(fleet, the_plan, folder)
         finally:

@@ -6,6 +6,7 @@ Local environments (those with a `fleet_name`) are containers on this machine, r
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,13 +99,24 @@ class Fleet:
         return f"{self.name}-{host}"
 
     def command(self, host: str, *argv: str, env: dict[str, str] | None = None) -> list[str]:
-        """argv to run a command on `host` (stdin attached)."""
-        pairs = [f"--env={key}={value}" for key, value in (env or {}).items()]
-        return ["docker", "exec", "-i", *pairs, self.container(host), *argv]
+        """argv to run a command on `host` (stdin attached). Only the names of `env` are on the
+        command line: docker copies their values from its own environment (see environ()), so
+        a password never shows in a process listing."""
+        names = [f"--env={key}" for key in env or {}]
+        return ["docker", "exec", "-i", *names, self.container(host), *argv]
+
+    @staticmethod
+    def environ(env: dict[str, str] | None) -> dict[str, str]:
+        """The environment for the docker client of command(..., env=env)."""
+        return {**os.environ, **(env or {})}
 
     def run(self, host: str, *argv: str, stdin: str | None = None, env=None) -> str:
         result = subprocess.run(
-            self.command(host, *argv, env=env), input=stdin, capture_output=True, text=True
+            self.command(host, *argv, env=env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.environ(env),
         )
         if result.returncode:
             raise RuntimeError(f"{host}: {' '.join(argv[:3])}... failed: {result.stderr.strip()}")

@@ -115,19 +115,25 @@ def execute(fleet: Fleet, the_plan: plan.Plan, out: Path, processes: int = 1) ->
     password = vault(fleet.env)["vault_pgbouncer_stats_password"]
     before = pgbouncer_totals(fleet, password)
     sampling = Sampling(fleet, out, the_plan.seconds + IDLE_S)
-    sampling.start()
-    idle_from = time.time()
-    time.sleep(IDLE_S)  # the fleet at rest: the samplers' own cost and background work
-    idle_to = time.time()
-    print(
-        f"loadtest: {the_plan.shape} against {fleet.url}: "
-        + ", ".join(f"{s.label} {s.users} users {s.seconds:g} s" for s in the_plan.stages),
-        flush=True,
-    )
-    process = run_locust(the_plan, out, processes)
-    sampling.watch_generator(process.pid)
-    status = process.wait()
-    sampling.stop()
+    process = None
+    try:
+        sampling.start()
+        idle_from = time.time()
+        time.sleep(IDLE_S)  # the fleet at rest: the samplers' own cost and background work
+        idle_to = time.time()
+        print(
+            f"loadtest: {the_plan.shape} against {fleet.url}: "
+            + ", ".join(f"{s.label}: {s.users} users, {s.seconds:g} s" for s in the_plan.stages),
+            flush=True,
+        )
+        process = run_locust(the_plan, out, processes)
+        sampling.watch_generator(process.pid)
+        status = process.wait()
+    finally:  # also on Ctrl-C: no Locust and no probe left running
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait()
+        sampling.stop()
     after = pgbouncer_totals(fleet, password)
     if not (out / "requests.csv").exists():
         print((out / "locust.log").read_text()[-3000:], file=sys.stderr)

@@ -10,8 +10,8 @@
 
 Each remote probe is one long-running `docker exec`: one psql session repeating its query with
 \\watch (a process per sample would cost more CPU than some tiers use under load), or a shell
-loop for Redis. Each ends by itself when the sampler stops reading (its next write gets SIGPIPE)
-or after its deadline.
+loop for Redis. Killing the docker client does not stop a process inside the container, so
+each probe first prints its PID, and stop() kills it there; a deadline ends it otherwise.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class Sampling:
         self.processes: list[subprocess.Popen] = []
         self.threads: list[threading.Thread] = []
         self.generator_pids: list[int] = []
+        self.remote_pids: list[tuple[str, int]] = []
 
     def start(self) -> None:
         stats_password = vault(self.fleet.env)["vault_pgbouncer_stats_password"]
@@ -121,15 +122,26 @@ class Sampling:
 
     def stop(self) -> Path:
         self.stopping.set()
+        for host, pid in list(self.remote_pids):
+            subprocess.run(
+                self.fleet.command(host, "kill", str(pid)), capture_output=True, check=False
+            )
         for process in self.processes:
             process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         for thread in self.threads:
             thread.join(timeout=10)
         path = self.out / "samples.csv"
+        with self.lock:
+            rows = sorted(self.rows)
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["time", "host", "metric", "value"])
-            writer.writerows(sorted(self.rows))
+            writer.writerows(rows)
         return path
 
     def _add(self, t: float, host: str, values: dict[str, float]) -> None:
@@ -144,12 +156,14 @@ class Sampling:
     def _remote(self, host, argv, parse, *, stdin="", env=None, framing="title") -> None:
         """Start a probe on `host`. Its output is framed by lines: "line", every line a sample;
         "title", a sample after each title line of psql's \\watch (or our shell loop's "@@")."""
+        announced = ("sh", "-c", 'echo "$$"; exec "$@"', "sh", *argv)  # the PID, then the probe
         process = subprocess.Popen(
-            self.fleet.command(host, *argv, env=env),
+            self.fleet.command(host, *announced, env=env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=self.fleet.environ(env),
         )
         process.stdin.write(stdin)
         process.stdin.close()
@@ -158,6 +172,10 @@ class Sampling:
 
     def _read(self, host: str, process: subprocess.Popen, parse: Callable, framing) -> None:
         stamp, block = None, []
+        first = process.stdout.readline().strip()
+        if first.isdigit():
+            with self.lock:
+                self.remote_pids.append((host, int(first)))
         for line in process.stdout:
             line = line.rstrip("\n")
             if not line:

@@ -213,6 +213,7 @@ def test_a_light_load_test_writes_its_report_with_no_errors_and_a_full_ledger(tm
     light = summary["stages"][0]
     assert light["requests"] > 200
     assert light["failures"] == 0
+    assert light["server_mean_ms"] > 0  # Server-Timing reached the generator through nginx
     # Samplers saw the fleet: both database hosts' connections and every host's CPU.
     samples = (out / "samples.csv").read_text()
     for needle in (

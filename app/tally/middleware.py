@@ -40,7 +40,7 @@ class ServerTimingMiddleware:
     The load tests read it to measure each endpoint's service time inside the worker, apart
     from the time a request waited in nginx or in gunicorn's listen backlog: the capacity
     model's service times come from it. Outermost, so it times every other middleware too.
-    Off with TALLY_SERVER_TIMING=false where the timing should not be public.
+    On only with TALLY_SERVER_TIMING=true (the load-tested fleets): timing is not for everyone.
     """
 
     def __init__(self, get_response):

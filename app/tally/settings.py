@@ -32,7 +32,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    *(["tally.middleware.ServerTimingMiddleware"] if env_bool("TALLY_SERVER_TIMING", True) else []),
+    *(
+        ["tally.middleware.ServerTimingMiddleware"]
+        if env_bool("TALLY_SERVER_TIMING", False)
+        else []
+    ),
     "django.middleware.security.SecurityMiddleware",
     "routing.middleware.ReadYourWritesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -45,6 +45,7 @@ def pytest_configure(config):
             "TALLY_REPLICA_URLS": f"{replica_url},{replica_url}",
             "TALLY_CACHE_URL": _RUN.cache.url(),
             "TALLY_SESSION_URL": _RUN.sessions.url(),
+            "TALLY_SERVER_TIMING": "true",
             "TALLY_STATIC_BUCKET": STATIC_BUCKET,
             "TALLY_S3_ENDPOINT_URL": _RUN.s3.endpoint_url,
             "TALLY_S3_ACCESS_KEY_ID": _RUN.s3.access_key,

@@ -41,7 +41,8 @@ def _settings_error(**overrides):
 
 def test_the_naive_deployment_switches_off_the_cache_and_keeps_sessions_in_the_database():
     """make bench's naive deployment: Django's defaults, configured through the environment."""
-    env = {**os.environ, "TALLY_CACHE_ENABLED": "false", "TALLY_SERVER_TIMING": "false"}
+    env = {**os.environ, "TALLY_CACHE_ENABLED": "false"}
+    env.pop("TALLY_SERVER_TIMING", None)  # off by default
     env["TALLY_SESSION_ENGINE"] = "django.contrib.sessions.backends.db"
     env.pop("TALLY_CACHE_URL", None)  # not needed without the cache
     probe = (

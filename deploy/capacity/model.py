@@ -81,7 +81,9 @@ class Inputs:
         "workload", "transactions", "database transactions of one page, GET and POST together"
     )
     start_requests_per_survey: float = _input(
-        "workload", "requests", "requests to start a survey (landing GET, starting POST)"
+        "workload",
+        "requests",
+        "requests outside the pages: landing GET, starting POST, closing page",
     )
     results_views_per_survey: float = _input(
         "workload", "requests", "results pages viewed per survey taken (a share of takers)"
@@ -206,6 +208,8 @@ class Inputs:
             positive += ("pages_per_survey", "target_utilisation", "gunicorn_threads")
             positive += ("worker_rss_mb", "requests_per_page")
             problems += [f"{name} must be above 0" for name in positive if getattr(self, name) <= 0]
+            if not 0 < self.pool_wait_probability < 1:
+                problems.append("pool_wait_probability must be between 0 and 1")
             if self.shared_cores > 0 and self.cpu_ms_per_request <= 0:
                 problems.append("cpu_ms_per_request must be above 0 when cores are shared")
             if 0 < self.shared_cores * self.target_utilisation <= self.cpu_idle_cores:
@@ -316,13 +320,20 @@ def buf(v) -> float:
 
 
 def critbinom(trials: int, p: float, alpha: float) -> int:
-    """The spreadsheet's CRITBINOM: the smallest k with P(Binomial(trials, p) <= k) >= alpha."""
+    """The spreadsheet's CRITBINOM: the smallest k with P(Binomial(trials, p) <= k) >= alpha.
+    Terms in log space, so thousands of trials do not overflow a float."""
+    n = int(trials)
+    if p <= 0:
+        return 0
+    if p >= 1:
+        return n
     cumulative = 0.0
-    for k in range(int(trials) + 1):
-        cumulative += math.comb(int(trials), k) * p**k * (1 - p) ** (int(trials) - k)
+    for k in range(n + 1):
+        log_term = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+        cumulative += math.exp(log_term + k * math.log(p) + (n - k) * math.log1p(-p))
         if cumulative >= alpha - 1e-12:
             return k
-    return int(trials)
+    return n
 
 
 # The workload, reduced to one survey.

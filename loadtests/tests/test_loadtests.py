@@ -217,11 +217,19 @@ def test_calibration_rewrites_only_the_measured_values(tmp_path):
     assert inputs.cpu_idle_cores == 0.42
 
 
-def test_calibration_without_results_views_says_to_run_longer(tmp_path):
-    shutil.copy(model.DEPLOY_DIR / "local" / "capacity.yml", tmp_path / "capacity.yml")
-    alone = stage_result(service_ms={"page_get": (1, 2, 3)})
-    with pytest.raises(SystemExit, match="no page_post requests"):
-        write_calibration(tmp_path / "capacity.yml", alone, stage_result(), 1.0, 0.4)
+def test_a_calibration_that_missed_something_writes_nothing(tmp_path):
+    path = tmp_path / "capacity.yml"
+    shutil.copy(model.DEPLOY_DIR / "local" / "capacity.yml", path)
+    before = path.read_text()
+    seen = {"page_get": (1, 2, 3), "page_post": (1, 2, 3), "start": (1, 2, 3)}
+    with pytest.raises(SystemExit, match="no results requests; run it longer"):
+        write_calibration(path, stage_result(service_ms=seen), stage_result(), 1.0, 0.4)
+    alone = stage_result(service_ms={**seen, "results": (1, 2, 3)})
+    with pytest.raises(SystemExit, match="db_transaction_ms = nan"):
+        write_calibration(path, alone, stage_result(cpu_ms_per_request=5.0), math.nan, 0.4)
+    with pytest.raises(SystemExit, match=r"cpu_ms_per_request = -1\.0"):
+        write_calibration(path, alone, stage_result(cpu_ms_per_request=-1.0), 1.0, 0.4)
+    assert path.read_text() == before
 
 
 def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):

@@ -292,7 +292,8 @@ def test_cli_writes_every_file(tmp_path):
         predictions = json.loads((tmp_path / f"{env}.predictions.json").read_text())
         for key in ("requests_per_s", "submissions_per_s", "active_server_connections"):
             assert predictions[key] > 0
-        assert predictions["service_times"]["calibrated"] is model.load(env).calibrated
+        # local is calibrated on this kind of machine (make calibrate); example's are guesses.
+        assert predictions["service_times"]["calibrated"] is (env == "local")
         assert "| `app_workers` |" in (tmp_path / f"{env}.md").read_text()
     assert (tmp_path / "capacity.xlsx").stat().st_size > 0
 
