@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 
 from capacity import model as capacity_model
 from loadtests import analysis, plan, report, runner
-from loadtests.fleet import ROOT, Fleet, settings
+from loadtests.fleet import ROOT, Fleet
 
 CLIMB_USERS = (1, 2, 4, 8, 16, 32, 64)
 PGBENCH_CLIENTS = (1, 2, 4, 8)
@@ -66,15 +66,16 @@ def best(stages: list[analysis.StageResult], objective_ms: float, key: str):
 # --- The naive deployment ---------------------------------------------------------------------
 
 
-def naive_environment(tuned: str, primary: str) -> str:
-    """The tuned env file, rewritten for a default deployment."""
+def naive_environment(tuned: str, pgbouncer: str, primary: str) -> str:
+    """The tuned env file, rewritten for a default deployment: `pgbouncer` and `primary` are
+    host:port of the local pgbouncer and of the primary itself."""
     lines = [
         line
         for line in tuned.splitlines()
         if not line.startswith(("TALLY_REPLICA_URLS=", "TALLY_DB_CONN_MAX_AGE="))
     ]
     text = "\n".join(lines)
-    text, found = re.subn(r"@127\.0\.0\.1:6432/", f"@{primary}:5432/", text)
+    text, found = re.subn(f"@{re.escape(pgbouncer)}/", f"@{primary}/", text)
     if found != 1:
         raise SystemExit("bench: TALLY_DATABASE_URL does not point at the local pgbouncer")
     return text + (
@@ -83,14 +84,9 @@ def naive_environment(tuned: str, primary: str) -> str:
     )
 
 
-def address(fleet: Fleet, host: str) -> str:
-    inventory = fleet.host_vars(host)
-    prefix = ".".join(settings(fleet.env)["fleet_subnet"].split(".")[:3])
-    return f"{prefix}.{inventory['fleet_host']}"
-
-
 def start_naive(fleet: Fleet) -> None:
-    primary = address(fleet, fleet.hosts("db_primary")[0])
+    primary = f"{fleet.address(fleet.hosts('db_primary')[0])}:{fleet.setting('postgresql_port')}"
+    pgbouncer = f"127.0.0.1:{fleet.setting('pgbouncer_port')}"
     for host in fleet.hosts("web"):
         tuned = fleet.run(host, "cat", "/etc/tally/tally.env")
         fleet.run(
@@ -98,7 +94,7 @@ def start_naive(fleet: Fleet) -> None:
             "sh",
             "-c",
             f"umask 077; cat > {NAIVE_ENV}",
-            stdin=naive_environment(tuned, primary),
+            stdin=naive_environment(tuned, pgbouncer, primary),
         )
         fleet.run(host, "sh", "-c", f"{FORGET_NAIVE}; systemctl stop tally.socket tally.service")
         fleet.run(
@@ -110,9 +106,9 @@ def start_naive(fleet: Fleet) -> None:
             f"--property=EnvironmentFile={NAIVE_ENV}",
             "/opt/tally/venv/bin/gunicorn",
             "--bind",
-            "127.0.0.1:8000",
+            f"127.0.0.1:{fleet.setting('app_port')}",
             "--bind",
-            f"{address(fleet, host)}:8000",
+            f"{fleet.address(host)}:{fleet.setting('app_port')}",
             "tally.wsgi",
         )
 
@@ -221,7 +217,7 @@ def pgbench(fleet: Fleet, seconds: float) -> list[dict]:
                 f"lo={low}",
                 "-D",
                 f"hi={high}",
-                "tally",
+                fleet.setting("postgresql_app_database"),
             )
             tps = float(re.search(r"tps = ([\d.]+)", output).group(1))
             latency = float(re.search(r"latency average = ([\d.]+) ms", output).group(1))

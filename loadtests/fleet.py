@@ -16,12 +16,6 @@ import yaml
 from capacity.model import inventory_groups
 
 ROOT = Path(__file__).resolve().parent.parent
-# pgbouncer's console as its stats user (pgbouncer_stats_user), from the web host itself;
-# the password comes in PGPASSWORD.
-PGBOUNCER_PSQL = (
-    *("psql", "-XAq", "-h", "127.0.0.1", "-p", "6432"),
-    *("-U", "tally_stats", "-P", "footer=off", "pgbouncer"),
-)
 
 
 def settings(env: str) -> dict:
@@ -30,6 +24,14 @@ def settings(env: str) -> dict:
     for path in sorted((ROOT / "deploy" / env / "group_vars" / "all").glob("*.yml")):
         if path.name != "vault.yml":
             merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def role_defaults() -> dict:
+    """Every role's defaults (ports, names) as the roles declare them, unrendered."""
+    merged: dict = {}
+    for path in sorted((ROOT / "ansible" / "roles").glob("*/defaults/main.yml")):
+        merged.update(yaml.safe_load(path.read_text()) or {})
     return merged
 
 
@@ -57,6 +59,7 @@ class Fleet:
     name: str  # container name prefix
     https_port: int
     groups: dict[str, set[str]]
+    values: dict  # role defaults, overridden by the environment's group_vars
 
     @classmethod
     def of(cls, env: str) -> Fleet:
@@ -67,7 +70,36 @@ class Fleet:
                 "`make loadtest` drives local fleets; see loadtests/README.md for others."
             )
         groups = inventory_groups(ROOT / "deploy" / env / "inventory.yml")
-        return cls(env, values["fleet_name"], int(values["fleet_https_port"]), groups)
+        merged = {**role_defaults(), **values}
+        return cls(env, values["fleet_name"], int(values["fleet_https_port"]), groups, merged)
+
+    def setting(self, name: str):
+        """A port or name the roles use: the environment's value, else the role default."""
+        return self.values[name]
+
+    def pgbouncer_psql(self) -> tuple[str, ...]:
+        """psql on pgbouncer's console as its stats user, from the web host itself; the
+        password comes in PGPASSWORD."""
+        return (
+            *("psql", "-XAq", "-h", "127.0.0.1", "-p", str(self.setting("pgbouncer_port"))),
+            *("-U", self.setting("pgbouncer_stats_user"), "-P", "footer=off", "pgbouncer"),
+        )
+
+    def address(self, host: str) -> str:
+        """A host's address on the fleet network, as docker assigned it."""
+        result = subprocess.run(
+            [
+                "docker",
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                self.container(host),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.split()[0]
 
     @property
     def url(self) -> str:
@@ -79,21 +111,6 @@ class Fleet:
 
     def hosts(self, group: str) -> list[str]:
         return sorted(self.groups.get(group, ()))
-
-    def host_vars(self, host: str) -> dict:
-        """A host's variables as the inventory file gives them (not templated)."""
-        data = yaml.safe_load((ROOT / "deploy" / self.env / "inventory.yml").read_text())
-        found: dict = {}
-
-        def walk(group: dict) -> None:
-            group = group or {}
-            if host in (group.get("hosts") or {}):
-                found.update(group["hosts"][host] or {})
-            for child in (group.get("children") or {}).values():
-                walk(child)
-
-        walk(data["all"])
-        return found
 
     def container(self, host: str) -> str:
         return f"{self.name}-{host}"
@@ -124,11 +141,13 @@ class Fleet:
 
     def pgbouncer(self, host: str, command: str, password: str) -> list[dict[str, str]]:
         """Rows of a pgbouncer console command (SHOW STATS, SHOW POOLS) on a web host."""
-        output = self.run(host, *PGBOUNCER_PSQL, "-c", command, env={"PGPASSWORD": password})
+        argv = (*self.pgbouncer_psql(), "-c", command)
+        output = self.run(host, *argv, env={"PGPASSWORD": password})
         header, *rows = (line.split("|") for line in output.splitlines())
         return [dict(zip(header, row, strict=False)) for row in rows]
 
-    def psql(self, host: str, sql: str, database: str = "tally") -> str:
+    def psql(self, host: str, sql: str, database: str | None = None) -> str:
         """Run SQL (from stdin, so COPY ... FROM STDIN works) as postgres on a database host."""
         argv = ("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1")
+        database = database or self.setting("postgresql_app_database")
         return self.run(host, *argv, "-d", database, stdin=sql)

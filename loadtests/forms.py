@@ -27,10 +27,6 @@ class Form(HTMLParser):
         self.close()
 
     @property
-    def found(self) -> bool:
-        return self.action is not None
-
-    @property
     def fields(self) -> dict[str, str]:
         first = {name: values[0] for name, values in {**self.radios, **self.checkboxes}.items()}
         return {**self.hidden, **first, **dict.fromkeys(self.texts, "Answered end to end.")}

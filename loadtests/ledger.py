@@ -11,7 +11,6 @@ from pathlib import Path
 
 from loadtests.fleet import Fleet
 
-DATABASE = "tally"  # postgresql_app_database
 CATCH_UP_S = 60
 
 MISSING_ANSWERS = """
@@ -45,7 +44,7 @@ def _missing(fleet: Fleet, host: str, pages: list[str], completed: list[str]) ->
     sql = MISSING_ANSWERS.format(ids="{" + ",".join(pages) + "}") + MISSING_COMPLETIONS.format(
         tokens="{" + ",".join(completed) + "}"
     )
-    answers, completions = fleet.psql(host, sql, DATABASE).split()
+    answers, completions = fleet.psql(host, sql).split()
     return int(answers), int(completions)
 
 

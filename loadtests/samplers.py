@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from loadtests.fleet import PGBOUNCER_PSQL, Fleet, vault
+from loadtests.fleet import Fleet, vault
 
 Row = tuple[float, str, str, float]  # time, host, metric, value
 
@@ -38,7 +38,11 @@ ACTIVITY_SQL = (
     "pg_current_wal_lsn(), replay_lsn)), 0) FROM pg_stat_replication) END "
     "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
-REDIS_PORTS = {"redis_cache_clients": 6379, "redis_sessions_clients": 6380}
+# Metric name -> the redis role's port variable.
+REDIS_PORTS = {
+    "redis_cache_clients": "redis_cache_port",
+    "redis_sessions_clients": "redis_sessions_port",
+}
 
 
 def _shell_loop(command: str, interval: float, seconds: float) -> list[str]:
@@ -107,11 +111,13 @@ class Sampling:
             self._remote(host, psql, parse_activity, stdin=ACTIVITY_SQL + watch, framing="line")
         for host in self.fleet.hosts("web"):
             env = {"PGPASSWORD": stats_password}
-            self._remote(host, PGBOUNCER_PSQL, parse_pools, stdin="SHOW POOLS" + watch, env=env)
+            psql = self.fleet.pgbouncer_psql()
+            self._remote(host, psql, parse_pools, stdin="SHOW POOLS" + watch, env=env)
         for host in self.fleet.hosts("cache"):
             counts = "; ".join(
-                f"awk '$4 == \"01\" && $2 ~ /:{port:04X}$/' /proc/net/tcp /proc/net/tcp6 | wc -l"
-                for port in REDIS_PORTS.values()
+                f"awk '$4 == \"01\" && $2 ~ /:{int(port):04X}$/' "
+                "/proc/net/tcp /proc/net/tcp6 | wc -l"
+                for port in map(self.fleet.setting, REDIS_PORTS.values())
             )
             self._remote(host, _shell_loop(counts, self.interval, self.deadline), parse_redis)
         self._thread(self._cpu)

@@ -14,6 +14,7 @@ import pytest
 from capacity import model
 from loadtests import analysis, bench, ledger, plan, report, samplers
 from loadtests.__main__ import write_calibration
+from loadtests.fleet import Fleet
 from loadtests.forms import Form
 
 PAGE = """
@@ -248,6 +249,15 @@ def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):
         ledger.read(path)
 
 
+def test_the_fleet_takes_ports_and_names_from_the_roles_and_the_environment():
+    fleet = Fleet.of("test")
+    assert fleet.name == "tally-test"  # deploy/test overrides local's settings
+    assert fleet.setting("pgbouncer_port") == 6432  # the pgbouncer role's default
+    assert fleet.pgbouncer_psql()[:6] == ("psql", "-XAq", "-h", "127.0.0.1", "-p", "6432")
+    assert fleet.setting("postgresql_app_database") == "tally"
+    assert fleet.setting("app_server_timing") is True  # set by the local environment
+
+
 def test_samplers_parse_what_psql_prints():
     pools = [
         "database|user|cl_active|cl_waiting|sv_active|sv_idle|sv_used|maxwait|maxwait_us",
@@ -283,14 +293,16 @@ def test_the_naive_deployment_goes_straight_to_the_primary_without_cache_or_repl
             'TALLY_DB_CONN_MAX_AGE="60"',
         ]
     )
-    naive = bench.naive_environment(tuned, "10.77.0.31").splitlines()
+    naive = bench.naive_environment(tuned, "127.0.0.1:6432", "10.77.0.31:5432").splitlines()
     assert 'TALLY_DATABASE_URL="postgres://tally:s3cret@10.77.0.31:5432/tally"' in naive
     assert not any(line.startswith("TALLY_REPLICA_URLS") for line in naive)
     assert naive.count('TALLY_DB_CONN_MAX_AGE="0"') == 1
     assert 'TALLY_CACHE_ENABLED="false"' in naive
     assert 'TALLY_SESSION_ENGINE="django.contrib.sessions.backends.db"' in naive
     with pytest.raises(SystemExit, match="does not point at the local pgbouncer"):
-        bench.naive_environment('TALLY_DATABASE_URL="postgres://x@db:5432/t"', "10.0.0.1")
+        bench.naive_environment(
+            'TALLY_DATABASE_URL="postgres://x@db:5432/t"', "127.0.0.1:6432", "h:1"
+        )
 
 
 def test_pgbench_runs_the_apps_page_submit_as_one_transaction():
