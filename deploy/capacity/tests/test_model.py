@@ -1,5 +1,6 @@
 """The capacity model: its rules on hand-worked inputs, its checks, the shipped environments, and
 the spreadsheet's formulas recalculated (with the `formulas` package) against the Python values.
+(Replicas, workers per core, predictions: test_topology.py; calibration files: test_calibration.py.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 import yaml
 
 from capacity import __main__ as cli
-from capacity import model, spreadsheet
+from capacity import model
+from capacity.outputs import spreadsheet
 
 SHIPPED = ("local", "example", "test")
 REPO = model.DEPLOY_DIR.parent
@@ -40,6 +42,7 @@ def small(**changes) -> model.Inputs:
         pages_per_survey=4,
         requests_per_page=2,
         db_transactions_per_page=3,
+        primary_transaction_share=0.6,
         start_requests_per_survey=2,
         results_views_per_survey=0,
         redis_connections_per_request=1,
@@ -252,18 +255,20 @@ def test_shipped_environments_pass_their_checks(env):
     assert m.values["pooled_server_connections"] <= m.values["pool_connection_room"]
 
 
-def test_test_environment_is_the_local_one():
-    assert model.load("test") == model.load("local")
-
-
-def test_role_variables_exist_and_are_typed_for_the_services():
-    defaults = {}
-    for path in sorted((REPO / "ansible" / "roles").glob("*/defaults/main.yml")):
-        defaults.update(yaml.safe_load(path.read_text()))
+def test_role_variables_are_required_by_the_roles_and_typed_for_the_services():
+    defaults, required = {}, set()
+    for role in sorted((REPO / "ansible" / "roles").iterdir()):
+        defaults.update(yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {})
+        specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
+        for entry in specs["argument_specs"].values():
+            options = entry.get("options") or {}
+            required |= {name for name, spec in options.items() if spec.get("required")}
     names = set(model.ANSIBLE_VARS)
-    assert names <= set(defaults), names - set(defaults)
+    # The model owns them: no role default that would hide a missing capacity.generated.yml.
+    assert names <= required, names - required
+    assert not names & set(defaults), names & set(defaults)
     ansible_vars = model.evaluate(model.load("example")).ansible_vars()
-    assert ansible_vars["postgresql_shared_buffers"] == "4096MB"
+    assert ansible_vars["postgresql_shared_buffers"] == "8192MB"
     assert ansible_vars["redis_cache_maxmemory"].endswith("mb")
     assert ansible_vars["app_timeout"] == ansible_vars["nginx_upstream_timeout"]
 
@@ -290,10 +295,11 @@ def test_cli_writes_every_file(tmp_path):
         assert list(ansible_vars) == list(model.ANSIBLE_VARS)
         assert ansible_vars == model.evaluate(model.load(env)).ansible_vars()
         predictions = json.loads((tmp_path / f"{env}.predictions.json").read_text())
-        for key in ("requests_per_s", "submissions_per_s", "active_server_connections"):
+        assert predictions == model.evaluate(model.load(env)).predictions().as_dict()
+        for key in ("capacity_rps", "saturation_rps", "capacity_submissions_per_s"):
             assert predictions[key] > 0
-        # local is calibrated on this kind of machine (make calibrate); example's are guesses.
-        assert predictions["service_times"]["calibrated"] is (env == "local")
+        # local is calibrated (its calibration.yml); example's are guesses.
+        assert predictions["calibrated"] is (env == "local")
         assert "| `app_workers` |" in (tmp_path / f"{env}.md").read_text()
     assert (tmp_path / "capacity.xlsx").stat().st_size > 0
 
@@ -378,6 +384,18 @@ PERTURBED = {
         bytes_per_session=1500,
         session_headroom_percent=40,
         fd_slack=700,
+        workers_per_core=3.5,
+        primary_transaction_share=0.55,
+    ),
+    # Two replicas on VMs of their own, bounded by the web hosts' cores.
+    "replicas": dict(
+        db_replicas=2,
+        shared_cores=0,
+        web_cores=4,
+        web_ram_mb=8192,
+        workers_per_core=6,
+        web_cpu_ms_per_request=7.5,
+        primary_transaction_share=0.7,
     ),
     # Beyond its limits, so the check cells must say FAIL where the model fails.
     "failing": dict(concurrent_takers=40000, max_connections_cap=12, survey_starts_per_day=9e5),
@@ -413,6 +431,8 @@ def test_perturbed_inputs_really_differ_and_fail(recalculated):
     models, _, _ = recalculated
     assert models["perturbed"].values["db_entries"] == 1
     assert models["perturbed"].values["app_timeout"] == 32  # 15 x 2.1 s
+    assert models["replicas"].values["db_entries"] == 3
+    assert models["replicas"].predictions().bottleneck == "web cores"
     assert len(models["failing"].failures()) >= 4
 
 

@@ -1,0 +1,2 @@
+"""What the model writes: the spreadsheet, the Markdown table, the role variables, the
+typed predictions."""
