@@ -38,6 +38,9 @@ class ReadYourWritesMiddleware:
         return response
 
     def _remember(self, response, current):
+        # The cookie is kept until it expires, never dropped early: it only keeps the client off
+        # replicas that lack its write, so it costs nothing while the others serve it, whereas
+        # dropping it once one replica has caught up would hand the client to a lagging one.
         if current.wrote:
             response.set_signed_cookie(
                 COOKIE,
@@ -48,8 +51,6 @@ class ReadYourWritesMiddleware:
                 httponly=True,
                 samesite="Lax",
             )
-        elif current.floor is not None and current.floor_reached:
-            response.delete_cookie(COOKIE, samesite="Lax")
 
 
 def _primary_position():

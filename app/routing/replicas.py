@@ -1,30 +1,49 @@
-"""Process-wide view of the replicas: replay position, lag, and a circuit breaker per replica."""
+"""Process-wide view of the replicas: streaming state, replay, lag, and a circuit breaker."""
 
 import contextlib
 import itertools
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from routing import lsn
+from routing import PRIMARY, lsn
 
 logger = logging.getLogger("tally.routing")
 
-# One round trip gives everything needed to decide whether a replica may serve a read.
-# The lag in seconds is 0 when the replica has replayed all it received: on an idle primary
-# now() - pg_last_xact_replay_timestamp() grows forever although the replica is current.
+# One round trip per replica and status TTL. Health comes from the WAL receiver and the
+# replica's identity, not from received == replayed: a replica whose receiver died has replayed
+# all it received and looks current by its own numbers. pg_stat_wal_receiver shows its columns
+# only to roles with pg_read_all_stats (part of pg_monitor); to others they read NULL.
 STATUS_SQL = """
 SELECT pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text,
-       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
-       END::float8
+       COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
+       (SELECT system_identifier::text FROM pg_control_system()),
+       r.pid, r.status, r.received_tli, r.slot_name
+FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
 """
+
+# One cheap round trip on the primary per status TTL: its WAL position, system and timeline
+# (the first 8 hex digits of a WAL file name), and the slots it has given up on. Replicas are
+# compared with these, not with what this process happens to remember, so a worker that was
+# just recycled judges them as an old one does.
+PRIMARY_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END,
+       CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_lsn()) END,
+       (SELECT system_identifier::text FROM pg_control_system()),
+       ARRAY(SELECT slot_name::text FROM pg_replication_slots WHERE wal_status = 'lost')
+"""
+
+_UNCHECKED = "not checked yet"
+# Primary positions remembered for the lag in seconds; TTL 0 (the tests) must not grow it forever.
+_HISTORY_LIMIT = 1024
 
 
 @dataclass
@@ -35,12 +54,26 @@ class ReplicaStatus:
     checked_at: float = float("-inf")
     replay_lsn: int = 0
     lag_seconds: float = 0.0
+    behind_bytes: int = 0
     usable: bool = False
+    reason: str | None = _UNCHECKED
     down_until: float = float("-inf")
 
 
+@dataclass
+class PrimaryStatus:
+    """What the replicas are judged against: the primary's identity, position and lost slots."""
+
+    checked_at: float = float("-inf")
+    down_until: float = float("-inf")
+    reachable: bool = False
+    system_identifier: str | None = None
+    timeline: int | None = None
+    lost_slots: frozenset = frozenset()
+
+
 class ReplicaPool:
-    """Chooses a replica for a read: healthy, not lagging, and past the client's WAL floor."""
+    """Chooses a replica for a read: streaming, not lagging, and past the client's WAL floor."""
 
     def __init__(
         self,
@@ -60,13 +93,19 @@ class ReplicaPool:
         self.max_lag_seconds = max_lag_seconds
         self.max_lag_bytes = max_lag_bytes
         self._clock = clock
-        # The highest primary position this process has seen after a write; a replica whose
-        # WAL receiver died looks current by its own numbers but falls behind this one.
-        self.primary_lsn = 0
+        self.primary = PrimaryStatus()
+        # (first seen, position) of the primary, positions increasing: when the primary passed
+        # a position tells how long a replica that has not replayed it has been behind.
+        self._history = deque(maxlen=_HISTORY_LIMIT)
 
     @property
     def aliases(self):
         return [replica.alias for replica in self._replicas]
+
+    @property
+    def primary_lsn(self):
+        """The highest primary position this process has seen (0 before the first)."""
+        return self._history[-1][1] if self._history else 0
 
     def choose(self, floor=None):
         """Return a usable replica alias that has replayed past `floor`, or None."""
@@ -81,15 +120,23 @@ class ReplicaPool:
         return None
 
     def note_primary_lsn(self, position):
-        """Remember how far the primary has got, as seen after one of this process's writes."""
+        """Remember how far the primary has got, as read by the status probe or after a write."""
+        now = self._clock()
         with self._lock:
-            self.primary_lsn = max(self.primary_lsn, position)
+            if position > self.primary_lsn:
+                self._history.append((now, position))
+            # The newest position older than the lag bound is kept: it shows whether a replica
+            # that has not replayed anything newer was current back then.
+            while len(self._history) > 1 and now - self._history[1][0] > self.max_lag_seconds:
+                self._history.popleft()
 
     def trip(self, alias, reason):
         """Take a replica out of rotation for `retry_seconds` after it failed."""
         replica = self._find(alias)
         replica.usable = False
+        replica.reason = f"{reason}; not tried again for {self.retry_seconds}s"
         replica.down_until = self._clock() + self.retry_seconds
+        replica.checked_at = float("-inf")
         logger.warning(
             "replica %s is unavailable (%s); reads fall back to the primary for %ss",
             alias,
@@ -117,37 +164,112 @@ class ReplicaPool:
         return floor is None or replica.replay_lsn >= floor
 
     def _refresh_if_stale(self, replica):
+        """Return whether a replica is usable, asking it again if its state is older than TTL."""
         now = self._clock()
         if now < replica.down_until:
             return False
         if now - replica.checked_at >= self.status_ttl:
+            self._probe_primary(now)
             self._probe(replica, now)
         return replica.usable
 
-    def _probe(self, replica, now):
+    def _probe_primary(self, now):
+        """Refresh what the replicas are judged against, once per status TTL."""
+        primary = self.primary
+        if now - primary.checked_at < self.status_ttl or now < primary.down_until:
+            return
         try:
-            with connections[replica.alias].cursor() as cursor:
-                cursor.execute(STATUS_SQL)
-                in_recovery, replay_text, lag_seconds = cursor.fetchone()
+            in_recovery, position, walfile, system_identifier, lost = self._fetch(
+                PRIMARY, PRIMARY_SQL
+            )
+        except DatabaseError as exc:
+            # Like a replica's breaker: a dead primary costs one timeout per interval, not one
+            # per read. Meanwhile replicas are judged without it (see _problem).
+            primary.reachable = False
+            primary.down_until = now + self.retry_seconds
+            logger.warning(
+                "cannot read the primary's position (%s); replicas are judged on their own for %ss",
+                exc.__class__.__name__,
+                self.retry_seconds,
+            )
+            return
+        primary.checked_at = now
+        primary.reachable = not in_recovery
+        if in_recovery:
+            return
+        primary.system_identifier = system_identifier
+        primary.timeline = int(walfile[:8], 16)
+        primary.lost_slots = frozenset(lost)
+        self.note_primary_lsn(lsn.parse(position) or 0)
+
+    def _probe(self, replica, now):
+        """Ask a replica for its state and decide whether it may serve reads."""
+        try:
+            in_recovery, replay_text, replay_age, system_identifier, *receiver = self._fetch(
+                replica.alias, STATUS_SQL
+            )
         except DatabaseError as exc:
             self.trip(replica.alias, exc.__class__.__name__)
             return
         replica.checked_at = now
         replica.replay_lsn = lsn.parse(replay_text) or 0
-        replica.lag_seconds = lag_seconds
-        behind_bytes = self.primary_lsn - replica.replay_lsn
-        problem = None
-        if not in_recovery:
-            problem = "it is not in recovery, so it cannot be trusted as a replica"
-        elif lag_seconds > self.max_lag_seconds:
-            problem = f"replay lags {lag_seconds:.1f}s > {self.max_lag_seconds}s"
-        elif behind_bytes > self.max_lag_bytes:
-            problem = f"replay is {behind_bytes} bytes behind > {self.max_lag_bytes}"
-        if problem and replica.usable:
+        replica.behind_bytes = max(0, self.primary_lsn - replica.replay_lsn)
+        replica.lag_seconds = self._lag_seconds(replica.replay_lsn, replay_age, now)
+        problem = self._problem(replica, in_recovery, system_identifier, *receiver)
+        if problem and (replica.usable or replica.reason == _UNCHECKED):
             logger.warning("replica %s skipped: %s", replica.alias, problem)
         elif not problem and not replica.usable:
             logger.info("replica %s is in rotation", replica.alias)
         replica.usable = problem is None
+        replica.reason = problem
+
+    def _fetch(self, alias, sql):
+        """Run one status query on `alias` and return its row."""
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchone()
+
+    def _lag_seconds(self, replay_lsn, replay_age, now):
+        """How long the primary has had WAL that this replica has not replayed."""
+        with self._lock:
+            history = list(self._history)
+        newer = [seen for seen, position in history if position > replay_lsn]
+        if not newer:
+            return 0.0
+        behind_for = now - newer[0]
+        if len(newer) < len(history) or behind_for > self.max_lag_seconds:
+            return behind_for
+        # This process has not watched long enough to see when the primary passed the replica
+        # (a worker just recycled): the age of the last replayed transaction bounds it from
+        # above, and erring high only sends reads to the primary for one status interval.
+        return max(behind_for, replay_age)
+
+    def _problem(self, replica, in_recovery, system_identifier, pid, receiver, timeline, slot):
+        """Return why a replica must not serve reads, or None."""
+        primary = self.primary
+        if not in_recovery:
+            return "it is not in recovery, so it cannot be trusted as a replica"
+        if primary.system_identifier not in (None, system_identifier):
+            return f"it is a copy of system {system_identifier}, not {primary.system_identifier}"
+        if not primary.reachable:
+            # Nothing to stream from or compare with, and the reads' fallback is gone too: a
+            # replica holding what the primary sent beats an error.
+            return None
+        if pid is None:
+            return "its WAL receiver is not running"
+        if receiver is None:
+            return "the app's role cannot read pg_stat_wal_receiver: grant it pg_monitor"
+        if receiver != "streaming":
+            return f"its WAL receiver is {receiver}, not streaming"
+        if timeline != primary.timeline:
+            return f"it follows timeline {timeline}, the primary is on {primary.timeline}"
+        if slot in primary.lost_slots:
+            return f"the primary invalidated its replication slot {slot}"
+        if replica.lag_seconds > self.max_lag_seconds:
+            return f"replay lags {replica.lag_seconds:.1f}s > {self.max_lag_seconds}s"
+        if replica.behind_bytes > self.max_lag_bytes:
+            return f"replay is {replica.behind_bytes} bytes behind > {self.max_lag_bytes}"
+        return None
 
 
 @cache

@@ -18,10 +18,7 @@ class PinningReplicaRouter:
             return self._replica(current, floor=None)
         if current.wrote:
             return PRIMARY
-        alias = self._replica(current, floor=current.floor)
-        if alias != PRIMARY and current.floor is not None:
-            current.floor_reached = True
-        return alias
+        return self._replica(current, floor=current.floor)
 
     def db_for_write(self, model, **hints):
         """Write to the primary; the rest of the request then reads there too."""

@@ -16,8 +16,6 @@ class RoutingState:
     wrote: bool = False
     # The replica this request read from, so a failure can be pinned on it.
     replica_used: str | None = None
-    # A replica was found that has replayed past `floor`: the client no longer needs its cookie.
-    floor_reached: bool = False
     # Models the current view may read from a replica even when the client is pinned.
     replica_safe_models: frozenset = field(default_factory=frozenset)
 

@@ -22,7 +22,7 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Report every backend; 503 when the primary or the session store is down."""
+    """Report every backend and each replica's state; 503 when the primary or sessions are down."""
     checks = {
         "primary": _check_primary(),
         "replicas": {alias: _check_replica(alias) for alias in settings.TALLY_REPLICA_ALIASES},
@@ -49,11 +49,13 @@ def _check_primary():
 
 
 def _check_replica(alias):
+    # The pool's own verdict, the one reads are routed by; the reason says why one is skipped.
     status = pool().status(alias)
     return {
         "ok": status.usable,
+        "reason": status.reason,
         "lag_seconds": round(status.lag_seconds, 3),
-        "replay_lsn_behind_bytes": max(0, pool().primary_lsn - status.replay_lsn),
+        "replay_lsn_behind_bytes": status.behind_bytes,
     }
 
 

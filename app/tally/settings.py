@@ -7,6 +7,7 @@ so a missing one stops the process at startup with a message naming it.
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from routing.aliases import replica_aliases
 from tally.env import env_bool, env_float, env_int, env_list, env_str
 
 # ---------------------------------------------------------------------------------------------
@@ -109,26 +110,35 @@ DATABASES = {
         env_str("TALLY_DATABASE_URL"), connect_timeout=env_int("TALLY_DB_CONNECT_TIMEOUT", 5)
     ),
 }
+# Zero or more replicas as NAME=URL (the inventory's host names; alias replica_NAME) or bare
+# URLs (alias replicaN). None: every read goes to the primary.
 TALLY_REPLICA_ALIASES = []
-for _number, _url in enumerate(env_list("TALLY_REPLICA_URLS", []), start=1):
-    TALLY_REPLICA_ALIASES.append(f"replica{_number}")
-    DATABASES[f"replica{_number}"] = _database(
+for _alias, _url in replica_aliases(env_list("TALLY_REPLICA_URLS", [])):
+    TALLY_REPLICA_ALIASES.append(_alias)
+    DATABASES[_alias] = _database(
         # A dead replica costs at most this long once per breaker interval; keep it short.
         _url,
         connect_timeout=env_int("TALLY_REPLICA_CONNECT_TIMEOUT", 2),
     )
 DATABASE_ROUTERS = ["routing.router.PinningReplicaRouter"]
 
-# Read-your-writes: after a write, a client reads from a replica only once the replica has
-# replayed past the primary's WAL position at that write, and never later than this bound.
+# Read-your-writes: after a write, a client reads from a replica only once that replica has
+# replayed past the primary's WAL position at that write, for this long.
 TALLY_READ_YOUR_WRITES_SECONDS = env_int("TALLY_READ_YOUR_WRITES_SECONDS", 15, minimum=1)
-# How long a replica's replay position is trusted before it is asked again (per process).
+# How long a replica's state (and the primary's position it is compared with) is trusted before
+# it is asked again (per process).
 TALLY_REPLICA_STATUS_TTL = env_float("TALLY_REPLICA_STATUS_TTL", 0.2, minimum=0)
 # A replica that failed is not tried again for this long: the circuit breaker's interval.
 TALLY_REPLICA_RETRY_SECONDS = env_float("TALLY_REPLICA_RETRY_SECONDS", 5, minimum=0)
 # A replica lagging further than this is skipped and reads fall back to the primary.
 TALLY_REPLICA_MAX_LAG_SECONDS = env_float("TALLY_REPLICA_MAX_LAG_SECONDS", 10, minimum=0)
 TALLY_REPLICA_MAX_LAG_BYTES = env_int("TALLY_REPLICA_MAX_LAG_BYTES", 16 * 1024 * 1024, minimum=0)
+if TALLY_READ_YOUR_WRITES_SECONDS <= TALLY_REPLICA_MAX_LAG_SECONDS:
+    # After the pin expires, any replica in rotation may serve the client: only one that lags
+    # less than the pin lasted is sure to hold the client's write.
+    raise ImproperlyConfigured(
+        "TALLY_READ_YOUR_WRITES_SECONDS must be greater than TALLY_REPLICA_MAX_LAG_SECONDS."
+    )
 
 # ---------------------------------------------------------------------------------------------
 # Redis: a cache that may evict (allkeys-lru) and a session store that never does

@@ -1,6 +1,7 @@
 """Starts the real servers the tests run against and points Django at them."""
 
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -14,11 +15,15 @@ from tests import servers
 
 _RUN = SimpleNamespace()
 STATIC_BUCKET = "tally-static"
+# How many streaming replicas the suite runs with; `make test` runs it with 0, 1 and 2.
+REPLICAS = os.environ.get("TALLY_TEST_REPLICAS", "2")
 
 
 def pytest_configure(config):
-    """Start PostgreSQL (primary + replica), two Redis servers and S3; set Django up on them."""
-    _RUN.replication = servers.start_replication()
+    """Start PostgreSQL (primary + replicas), two Redis servers and S3; set Django up on them."""
+    if not re.fullmatch(r"[0-9]{1,2}", REPLICAS):
+        raise pytest.UsageError(f"TALLY_TEST_REPLICAS must be 0 or more, got {REPLICAS!r}.")
+    _RUN.replication = servers.start_replication(replicas=int(REPLICAS))
     _RUN.tmp = tempfile.mkdtemp(prefix="tally-services-")
     _RUN.cache = servers.start_redis(
         tmp=_RUN.tmp, name="cache", policy="allkeys-lru", appendonly=False
@@ -32,17 +37,15 @@ def pytest_configure(config):
     replication = _RUN.replication
     _RUN.pgbouncer = servers.Pgbouncer(workdir=replication.tmp / "pgbouncer")
     _RUN.pgbouncer.start(replication)
-    primary_url = _RUN.pgbouncer.database_url(replication)
-    replica_url = _RUN.pgbouncer.database_url(replication, replica=True)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "tally.settings",
             "TALLY_SECRET_KEY": secrets.token_urlsafe(50),
             "TALLY_ALLOWED_HOSTS": "testserver",
             # Django reaches PostgreSQL only through pgbouncer in transaction pooling mode, as
-            # in production. Two aliases for the one replica: routing over several is tested.
-            "TALLY_DATABASE_URL": primary_url,
-            "TALLY_REPLICA_URLS": f"{replica_url},{replica_url}",
+            # in production, and names the replicas as Ansible does: replica_db2, replica_db3...
+            "TALLY_DATABASE_URL": _RUN.pgbouncer.database_url(replication),
+            "TALLY_REPLICA_URLS": _RUN.pgbouncer.replica_urls(replication),
             "TALLY_CACHE_URL": _RUN.cache.url(),
             "TALLY_SESSION_URL": _RUN.sessions.url(),
             "TALLY_SERVER_TIMING": "true",
@@ -67,6 +70,18 @@ def pytest_configure(config):
     replication.wait_for_replay()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Leave out (not skip) the tests that need more replicas than this run has: they run in
+    the runs of `make test` that have them."""
+    kept, left_out = [], []
+    for item in items:
+        marker = item.get_closest_marker("replicas")
+        (left_out if marker and marker.args[0] > int(REPLICAS) else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
 def pytest_unconfigure(config):
     for name in ("cache", "sessions", "s3", "pgbouncer", "replication"):
         server = getattr(_RUN, name, None)
@@ -78,7 +93,7 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def replication():
-    """The running primary + replica pair."""
+    """The running primary and its replicas (`replication.replica` is the first, or None)."""
     return _RUN.replication
 
 
@@ -119,7 +134,7 @@ def _app_tables():
 
 @pytest.fixture(autouse=True)
 def clean_slate(replication):
-    """Give each test empty tables, empty Redis, a fresh replica pool and a caught-up replica."""
+    """Give each test empty tables, empty Redis, a fresh replica pool and replicas caught up."""
     from django.core.cache import caches
     from django.db import connections
 
@@ -133,14 +148,12 @@ def clean_slate(replication):
 
     for conn in connections.all():
         conn.close()
-    for node in (replication.primary, replication.replica):
-        if not node.is_running():
-            node.start()
+    # Whatever the test stopped, paused or cut: the next one starts with every replica streaming.
+    replication.restore_streaming()
     # After a restart pgbouncer waits server_login_retry before it logs in again.
     servers.wait_for(
         lambda: _RUN.pgbouncer.serves(replication), timeout=15, what="pgbouncer to reconnect"
     )
-    replication.resume_replay()
     with replication.connect(replication.primary) as conn:
         tables = ", ".join(psycopg.sql.Identifier(t).as_string(conn) for t in _app_tables())
         conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")

@@ -3,6 +3,7 @@
 import re
 from contextlib import ExitStack, contextmanager
 
+from django.conf import settings
 from django.db import connections
 
 from surveys import demo, selectors
@@ -29,6 +30,16 @@ def queries_by_alias():
         yield captured
 
 
+def replica_aliases():
+    """The replicas' database aliases in this run (none with TALLY_TEST_REPLICAS=0)."""
+    return list(settings.TALLY_REPLICA_ALIASES)
+
+
+def replica_reads(queries):
+    """How many statements of a queries_by_alias capture ran on any replica."""
+    return sum(len(queries[alias]) for alias in replica_aliases())
+
+
 def csrf_token(response):
     match = _CSRF.search(response.content.decode())
     assert match, "the page has no CSRF token"
@@ -36,7 +47,7 @@ def csrf_token(response):
 
 
 def seeded_survey(replication, *, slug="climate", pages=5, questions_per_page=10):
-    """Create a demo survey on the primary, wait for the replica, return its definition."""
+    """Create a demo survey on the primary, wait for the replicas, return its definition."""
     demo.create_survey(
         slug=slug, title="School climate", pages=pages, questions_per_page=questions_per_page
     )
@@ -77,3 +88,24 @@ def post_page(client, url, data):
     page = client.get(url)
     assert page.status_code == 200, page.status_code
     return client.post(url, {**data, "csrfmiddlewaretoken": csrf_token(page)})
+
+
+def admin_question_form(author, question, text):
+    """The admin's change form of `question` with its text replaced: (url, POST data)."""
+    url = f"/admin/surveys/question/{question.pk}/change/"
+    data = {
+        "page": question.page_id,
+        "position": question.position,
+        "kind": question.kind,
+        "text": text,
+        "help_text": "",
+        "required": "on",
+        "scale_low_label": "",
+        "scale_high_label": "",
+        "choices-TOTAL_FORMS": "0",
+        "choices-INITIAL_FORMS": "0",
+        "choices-MIN_NUM_FORMS": "0",
+        "choices-MAX_NUM_FORMS": "1000",
+        "csrfmiddlewaretoken": csrf_token(author.get(url)),
+    }
+    return url, data

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL primary + streaming replica and Redis servers for the test suite.
+"""Throwaway PostgreSQL primary + streaming replicas and Redis servers for the test suite.
 
 They are real servers from the system's packages, started in a temporary directory on free
 loopback ports and stopped when the tests end. Nothing here is a stand-in.
@@ -103,6 +103,10 @@ class PostgresNode:
     datadir: Path
     port: int
     logfile: Path
+    # A replica's name, as the inventory's replica host names: its slot, pgbouncer entry and alias.
+    name: str = "primary"
+    # What pg_basebackup -R wrote, so a test that cuts streaming can restore it.
+    primary_conninfo: str = ""
 
     def pg_ctl(self, *args, env=None):
         return _run(
@@ -123,18 +127,22 @@ class PostgresNode:
 
 @dataclass
 class Replication:
-    """A primary and a streaming hot standby built from it with pg_basebackup and a slot."""
+    """A primary and any number of streaming hot standbys, each with its own slot and backup."""
 
     primary: PostgresNode
-    replica: PostgresNode
+    replicas: list
     superuser: str
     superuser_password: str
     app_user: str
     app_password: str
     database: str
-    slot: str
     tmp: Path
     extra: dict = field(default_factory=dict)
+
+    @property
+    def replica(self):
+        """The first replica, or None without replicas."""
+        return self.replicas[0] if self.replicas else None
 
     def url(self, node, *, user=None, password=None, database=None):
         user = user or self.app_user
@@ -156,28 +164,90 @@ class Replication:
         with self.connect(self.primary) as conn:
             return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
-    def replica_caught_up(self, lsn_text):
-        with self.connect(self.replica) as conn:
-            row = conn.execute(
-                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn_text]
-            ).fetchone()
-        return bool(row[0])
+    def replica_caught_up(self, lsn_text, node=None):
+        """Whether `node` (every replica by default) has replayed past `lsn_text`."""
+        for replica in [node] if node else self.replicas:
+            with self.connect(replica) as conn:
+                row = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn_text]
+                ).fetchone()
+            if not row[0]:
+                return False
+        return True
 
-    def wait_for_replay(self, timeout=10):
-        """Wait until the replica has replayed everything the primary has written so far."""
+    def wait_for_replay(self, timeout=10, node=None):
+        """Wait until the replicas have replayed everything the primary has written so far."""
+        if not self.replicas:
+            return
         target = self.primary_lsn()
-        wait_for(lambda: self.replica_caught_up(target), timeout=timeout, what="replica replay")
+        wait_for(
+            lambda: self.replica_caught_up(target, node), timeout=timeout, what="replica replay"
+        )
 
-    def pause_replay(self):
-        with self.connect(self.replica) as conn:
-            conn.execute("SELECT pg_wal_replay_pause()")
+    def pause_replay(self, *nodes):
+        """Pause replay on `nodes`, every replica by default."""
+        for node in nodes or self.replicas:
+            with self.connect(node) as conn:
+                conn.execute("SELECT pg_wal_replay_pause()")
 
-    def resume_replay(self):
-        with self.connect(self.replica) as conn:
-            conn.execute("SELECT pg_wal_replay_resume()")
+    def resume_replay(self, *nodes):
+        for node in nodes or self.replicas:
+            with self.connect(node) as conn:
+                conn.execute("SELECT pg_wal_replay_resume()")
+
+    def cut_streaming(self, node):
+        """Stop a replica's WAL receiver: without primary_conninfo it has nowhere to stream from."""
+        self._set_conninfo(node, "")
+        wait_for(lambda: self.receiver(node) is None, timeout=10, what="the WAL receiver to exit")
+
+    def heal_streaming(self, node):
+        """Give a replica its primary_conninfo back and wait until it streams again."""
+        self._set_conninfo(node, node.primary_conninfo)
+        wait_for(lambda: self.streaming(node), timeout=15, what=f"{node.name} to stream")
+
+    def receiver(self, node):
+        """The replica's WAL receiver status ('streaming', ...), or None if it has none."""
+        with self.connect(node) as conn:
+            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        return row and row[0]
+
+    def streaming(self, node):
+        """Whether the replica streams and the primary sends to it through its slot."""
+        if self.receiver(node) != "streaming":
+            return False
+        with self.connect(self.primary) as conn:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [node.name]
+            ).fetchone()
+        return bool(row and row[0])
+
+    def restore_streaming(self):
+        """Start stopped nodes, heal cut replicas, resume replay, wait until all stream."""
+        for node in (self.primary, *self.replicas):
+            if not node.is_running():
+                node.start()
+        for node in self.replicas:
+            with self.connect(node) as conn:
+                current = conn.execute("SHOW primary_conninfo").fetchone()[0]
+            if current != node.primary_conninfo:
+                self._set_conninfo(node, node.primary_conninfo)
+        self.resume_replay()
+        for node in self.replicas:
+            wait_for(lambda n=node: self.streaming(n), timeout=15, what=f"{node.name} to stream")
+
+    def _set_conninfo(self, node, conninfo):
+        # PostgreSQL 13 and later apply a new primary_conninfo on reload: the WAL receiver
+        # restarts with it, or stays away while it is empty.
+        with self.connect(node) as conn:
+            conn.execute(
+                psycopg.sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(
+                    psycopg.sql.Literal(conninfo)
+                )
+            )
+            conn.execute("SELECT pg_reload_conf()")
 
     def stop(self):
-        for node in (self.replica, self.primary):
+        for node in (*self.replicas, self.primary):
             if node.is_running():
                 node.stop("immediate")
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -186,11 +256,14 @@ class Replication:
 _PRIMARY_CONF = """
 listen_addresses = '127.0.0.1'
 wal_level = replica
-max_wal_senders = 5
-max_replication_slots = 5
+max_wal_senders = 10
+max_replication_slots = 10
 max_slot_wal_keep_size = '1GB'
 hot_standby = on
 hot_standby_feedback = on
+# A replica whose primary came back, or whose primary_conninfo a test restored, streams again
+# within this, not the default 5 s.
+wal_retrieve_retry_interval = '200ms'
 # Django works in UTC; a server default of UTC spares a SET TIME ZONE on every new connection.
 timezone = 'UTC'
 # A throwaway test cluster: durability is not needed, speed is.
@@ -199,8 +272,13 @@ full_page_writes = off
 """
 
 
-def start_replication():
-    """Start a primary and a streaming replica; returns a Replication ready for Django."""
+def replica_names(count):
+    """Replica host names as in an inventory whose primary is db1: db2, db3, ..."""
+    return [f"db{number}" for number in range(2, 2 + count)]
+
+
+def start_replication(replicas=1):
+    """Start a primary and `replicas` streaming replicas; returns a Replication for Django."""
     bindir = postgres_bindir()
     tmp = Path(tempfile.mkdtemp(prefix="tally-pg-"))
     demote = _demote()
@@ -209,13 +287,15 @@ def start_replication():
     superuser, superuser_password = "tally_admin", secrets.token_hex(16)
     replication = Replication(
         primary=PostgresNode(bindir, tmp / "primary", free_port(), tmp / "primary.log"),
-        replica=PostgresNode(bindir, tmp / "replica", free_port(), tmp / "replica.log"),
+        replicas=[
+            PostgresNode(bindir, tmp / name, free_port(), tmp / f"{name}.log", name=name)
+            for name in replica_names(replicas)
+        ],
         superuser=superuser,
         superuser_password=superuser_password,
         app_user="tally",
         app_password=secrets.token_hex(16),
         database="tally",
-        slot="tally_test_replica",
         tmp=tmp,
     )
     try:
@@ -227,7 +307,7 @@ def start_replication():
 
 
 def _build(replication, bindir, demote):
-    primary, replica = replication.primary, replication.replica
+    primary = replication.primary
     pwfile = replication.tmp / "pwfile"
     pwfile.write_text(replication.superuser_password + "\n")
     if demote:
@@ -273,6 +353,25 @@ def _build(replication, bindir, demote):
                 psycopg.sql.Identifier(replication.app_user),
             )
         )
+        # As Ansible grants it: the replica pool reads pg_stat_wal_receiver's columns, which
+        # only pg_read_all_stats (part of pg_monitor) shows.
+        admin.execute(
+            psycopg.sql.SQL("GRANT pg_monitor TO {}").format(
+                psycopg.sql.Identifier(replication.app_user)
+            )
+        )
+    for replica in replication.replicas:
+        _clone(replication, replica, bindir, demote)
+    for replica in replication.replicas:
+        wait_for(
+            lambda r=replica: replication.streaming(r),
+            timeout=30,
+            what=f"replica {replica.name} to stream from the primary",
+        )
+
+
+def _clone(replication, replica, bindir, demote):
+    """Make a replica from a base backup of its own, streaming through a slot of its own."""
     env = {**os.environ, "PGPASSWORD": replication.superuser_password}
     _run(
         [
@@ -280,7 +379,7 @@ def _build(replication, bindir, demote):
             "-h",
             "127.0.0.1",
             "-p",
-            str(primary.port),
+            str(replication.primary.port),
             "-U",
             replication.superuser,
             "-D",
@@ -292,23 +391,14 @@ def _build(replication, bindir, demote):
             "-R",
             "-C",
             "-S",
-            replication.slot,
+            replica.name,
         ],
         env=env,
         **demote,
     )
     replica.start()
-    wait_for(
-        lambda: _streaming(replication),
-        timeout=30,
-        what="the replica to stream from the primary",
-    )
-
-
-def _streaming(replication):
-    with replication.connect(replication.primary) as conn:
-        row = conn.execute("SELECT state FROM pg_stat_replication").fetchone()
-    return row is not None and row[0] == "streaming"
+    with replication.connect(replica) as conn:
+        replica.primary_conninfo = conn.execute("SHOW primary_conninfo").fetchone()[0]
 
 
 @dataclass
@@ -366,8 +456,7 @@ def start_redis(*, tmp, name, policy, appendonly):
 
 _PGBOUNCER_INI = """\
 [databases]
-{database} = host=127.0.0.1 port={primary_port} dbname={database}
-{database}_replica = host=127.0.0.1 port={replica_port} dbname={database}
+{databases}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -390,16 +479,29 @@ query_wait_timeout = 5
 
 @dataclass
 class Pgbouncer:
-    """pgbouncer in transaction pooling mode: one entry for the primary, one for the replica."""
+    """pgbouncer in transaction pooling mode: an entry for the primary and one per replica.
+
+    As on a web host (pgbouncer/README.md): `tally` is the primary, `tally_<name>` a replica.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
     def database_url(self, replication, *, replica=False):
-        name = f"{replication.database}_replica" if replica else replication.database
+        """The URL of the primary's entry, or of `replica`'s (True: the first replica's)."""
+        if replica is True:
+            replica = replication.replica
+        name = f"{replication.database}_{replica.name}" if replica else replication.database
         user, password = replication.app_user, replication.app_password
         return f"postgres://{user}:{password}@127.0.0.1:{self.port}/{name}"
+
+    def replica_urls(self, replication):
+        """TALLY_REPLICA_URLS as Ansible renders it: NAME=URL for each replica, comma-separated."""
+        return ",".join(
+            f"{node.name}={self.database_url(replication, replica=node)}"
+            for node in replication.replicas
+        )
 
     def start(self, replication):
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -414,14 +516,15 @@ class Pgbouncer:
                 "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [replication.app_user]
             ).fetchone()[0]
         (self.workdir / "userlist.txt").write_text(f'"{replication.app_user}" "{secret}"\n')
+        entries = [(replication.database, replication.primary)] + [
+            (f"{replication.database}_{node.name}", node) for node in replication.replicas
+        ]
+        databases = "\n".join(
+            f"{name} = host=127.0.0.1 port={node.port} dbname={replication.database}"
+            for name, node in entries
+        )
         (self.workdir / "pgbouncer.ini").write_text(
-            _PGBOUNCER_INI.format(
-                database=replication.database,
-                primary_port=replication.primary.port,
-                replica_port=replication.replica.port,
-                port=self.port,
-                workdir=self.workdir,
-            )
+            _PGBOUNCER_INI.format(databases=databases, port=self.port, workdir=self.workdir)
         )
         if demote:
             for path in [self.workdir, *self.workdir.iterdir()]:
@@ -435,8 +538,8 @@ class Pgbouncer:
         wait_for(self._answers, timeout=10, what="pgbouncer")
 
     def serves(self, replication):
-        """Whether both entries reach their servers through this pgbouncer."""
-        for replica in (False, True):
+        """Whether every entry reaches its server through this pgbouncer."""
+        for replica in [None, *replication.replicas]:
             try:
                 with psycopg.connect(self.database_url(replication, replica=replica)) as conn:
                     conn.execute("SELECT 1")

@@ -5,12 +5,12 @@ from django.conf import settings
 
 
 def test_healthz_touches_no_backend(client, replication, bring_back):
-    replication.replica.stop()
-    replication.primary.stop()
+    for node in (*replication.replicas, replication.primary):
+        node.stop()
     try:
         response = client.get("/healthz")
     finally:
-        bring_back(replication.primary, replication.replica)
+        bring_back(replication.primary, *replication.replicas)
     assert response.status_code == 200
     assert response.content == b"ok\n"
 
@@ -26,8 +26,12 @@ def test_readyz_reports_every_backend(client):
     body = client.get("/readyz").json()
     assert body["ready"] is True
     assert body["primary"] == {"ok": True}
-    assert set(body["replicas"]) == {"replica1", "replica2"}
-    assert all(replica["ok"] for replica in body["replicas"].values())
+    assert sorted(body["replicas"]) == sorted(settings.TALLY_REPLICA_ALIASES)
+    for replica in body["replicas"].values():
+        assert replica["ok"] is True
+        assert replica["reason"] is None
+        assert 0 <= replica["lag_seconds"] < 1
+        assert replica["replay_lsn_behind_bytes"] >= 0
     assert body["cache"] == {"ok": True}
     assert body["sessions"] == {"ok": True}
 
@@ -42,11 +46,33 @@ def test_readyz_is_503_when_the_primary_is_down(client, replication, bring_back)
     assert response.json()["primary"]["ok"] is False
 
 
-def test_readyz_reports_a_down_replica_but_stays_ready(client, replication):
-    replication.replica.stop()
+def test_readyz_reports_down_replicas_but_stays_ready(client, replication):
+    for node in replication.replicas:
+        node.stop()
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert not any(replica["ok"] for replica in response.json()["replicas"].values())
+    replicas = response.json()["replicas"]
+    assert sorted(replicas) == sorted(settings.TALLY_REPLICA_ALIASES)
+    for replica in replicas.values():
+        assert replica["ok"] is False
+        assert replica["reason"].startswith("OperationalError"), replica
+
+
+def test_readyz_says_why_a_replica_is_out_and_keeps_the_others(client, replication):
+    """Only the replica that stopped streaming is out: the others stay in rotation."""
+    if not replication.replicas:
+        assert client.get("/readyz").json()["replicas"] == {}
+        return
+    node = replication.replica
+    replication.cut_streaming(node)
+    try:
+        replicas = client.get("/readyz").json()["replicas"]
+    finally:
+        replication.heal_streaming(node)
+    out = replicas.pop(f"replica_{node.name}")
+    assert out["ok"] is False
+    assert out["reason"] == "its WAL receiver is not running"
+    assert all(replica["ok"] for replica in replicas.values())
 
 
 @pytest.mark.parametrize(("alias", "status"), [("sessions", 503), ("default", 200)])
