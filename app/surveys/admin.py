@@ -1,29 +1,53 @@
 """Staff-only survey authoring; each change rebuilds the cached definition from the primary."""
 
-from django.contrib import admin
+from functools import partial
 
+from django.contrib import admin
+from django.db import transaction
+
+from routing import PRIMARY
 from surveys import services
 from surveys.models import Choice, Page, Question, Response, Survey
 
 
 class RefreshDefinitionMixin:
-    """After a change, rebuild the survey's cached definition so takers see it at once."""
+    """After a change, rebuild the cached definitions it touched so takers see it at once.
 
-    def _survey_slug(self, obj):
-        raise NotImplementedError
+    The rebuild waits for the admin's transaction to commit: run inside it, it would cache a
+    change that may still roll back, and that takers could not yet save answers against.
+    """
+
+    # The lookup from this model to its survey's slug.
+    survey_slug_lookup = None
+
+    def _slugs(self, queryset):
+        return set(queryset.values_list(self.survey_slug_lookup, flat=True))
+
+    def _slugs_of(self, obj):
+        return self._slugs(self.model.objects.filter(pk=obj.pk))
+
+    def _refresh_on_commit(self, slugs):
+        for slug in slugs:
+            transaction.on_commit(partial(services.survey_definition_refresh, slug=slug), PRIMARY)
 
     def save_model(self, request, obj, form, change):
+        before = self._slugs_of(obj) if change else set()  # a moved object leaves a survey too
         super().save_model(request, obj, form, change)
-        services.survey_definition_refresh(slug=self._survey_slug(obj))
+        self._refresh_on_commit(before | self._slugs_of(obj))
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        services.survey_definition_refresh(slug=self._survey_slug(form.instance))
+        self._refresh_on_commit(self._slugs_of(form.instance))
 
     def delete_model(self, request, obj):
-        slug = self._survey_slug(obj)
+        slugs = self._slugs_of(obj)
         super().delete_model(request, obj)
-        services.survey_definition_refresh(slug=slug)
+        self._refresh_on_commit(slugs)
+
+    def delete_queryset(self, request, queryset):
+        slugs = self._slugs(queryset)
+        super().delete_queryset(request, queryset)
+        self._refresh_on_commit(slugs)
 
 
 class PageInline(admin.TabularInline):
@@ -43,34 +67,28 @@ class ChoiceInline(admin.TabularInline):
 
 @admin.register(Survey)
 class SurveyAdmin(RefreshDefinitionMixin, admin.ModelAdmin):
+    survey_slug_lookup = "slug"
     list_display = ["title", "slug", "is_open", "updated_at"]
     prepopulated_fields = {"slug": ["title"]}
     inlines = [PageInline]
 
-    def _survey_slug(self, obj):
-        return obj.slug
-
 
 @admin.register(Page)
 class PageAdmin(RefreshDefinitionMixin, admin.ModelAdmin):
+    survey_slug_lookup = "survey__slug"
     list_display = ["__str__", "survey", "position"]
     list_filter = ["survey"]
     list_select_related = ["survey"]
     inlines = [QuestionInline]
 
-    def _survey_slug(self, obj):
-        return obj.survey.slug
-
 
 @admin.register(Question)
 class QuestionAdmin(RefreshDefinitionMixin, admin.ModelAdmin):
+    survey_slug_lookup = "page__survey__slug"
     list_display = ["text", "kind", "required", "page"]
     list_filter = ["kind", "page__survey"]
     list_select_related = ["page__survey"]
     inlines = [ChoiceInline]
-
-    def _survey_slug(self, obj):
-        return obj.page.survey.slug
 
 
 @admin.register(Response)

@@ -31,6 +31,8 @@ class QuestionDef:
 
 @dataclass(frozen=True)
 class PageDef:
+    # The page's ordinal in its survey, 1..N: what URLs, "Page 2 of 4" and a response's
+    # reached_page count in. Authors' position numbers only order the pages and may have gaps.
     position: int
     title: str
     questions: tuple[QuestionDef, ...]

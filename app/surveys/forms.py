@@ -1,12 +1,27 @@
-"""The form for one survey page, built from its cached definition."""
+"""The forms takers send: starting a survey, and one page built from its cached definition."""
+
+import re
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.http import Http404
 
 from surveys.models import Question
 
 TEXT_MAX_LENGTH = 2000
 SCALE = [(value, str(value)) for value in range(1, 6)]
+# A choice id as a form sends it: ASCII digits, few enough for int(). Not str.isdigit(), which
+# also accepts "²" and "①" (int() refuses them), nor a bare int() (it refuses 5,000 digits).
+_CHOICE_ID = re.compile(r"[0-9]{1,19}")
+
+
+class AsciiUUIDField(forms.UUIDField):
+    """A UUID written in ASCII: Python's uuid.UUID also reads other scripts' digits."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not value.isascii():
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
 
 
 def _field(question):
@@ -33,16 +48,34 @@ def _field(question):
     )
 
 
+class StartForm(forms.Form):
+    """Starting a survey; `start_key` makes a double-clicked or replayed start recognisable."""
+
+    start_key = AsciiUUIDField(required=False, widget=forms.HiddenInput)
+
+
 class PageForm(forms.Form):
     """One page's questions; `submission_id` makes a replayed POST recognisable."""
 
-    submission_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    submission_id = AsciiUUIDField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, page, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.page = page
         for question in page.questions:
             self.fields[question.field_name] = _field(question)
+
+    def clean(self):
+        """Refuse what a browser never sends: two answers to one question, an option twice."""
+        getlist = getattr(self.data, "getlist", None)
+        for name, field in self.fields.items() if getlist else ():
+            values = getlist(name)
+            if isinstance(field, forms.MultipleChoiceField):
+                if len(set(values)) < len(values):
+                    self.add_error(name, "Choose each option at most once.")
+            elif len(values) > 1:
+                self.add_error(name, "Send one answer to this question.")
+        return super().clean()
 
 
 def initial_from_answers(page, answers):
@@ -66,7 +99,7 @@ def initial_from_answers(page, answers):
 def reject_unknown_ids(page, data):
     """Raise Http404 if the POST names a question not on this page or a choice it does not have.
 
-    Values that are not ids at all are left for the form, which reports them as errors.
+    Values that are not ids at all are left for the form, which reports them as errors (400).
     """
     questions = {question.field_name: question for question in page.questions}
     for name in data:
@@ -78,5 +111,5 @@ def reject_unknown_ids(page, data):
         if question.kind not in (Question.Kind.SINGLE, Question.Kind.MULTIPLE):
             continue
         for value in data.getlist(name):
-            if value.isdigit() and int(value) not in question.choice_ids:
+            if _CHOICE_ID.fullmatch(value) and int(value) not in question.choice_ids:
                 raise Http404(f"No choice {value} for question {question.id}.")

@@ -95,6 +95,8 @@ class Response(models.Model):
         Survey, on_delete=models.PROTECT, related_name="responses", db_index=False
     )
     token = models.CharField(max_length=32, unique=True, default=new_resume_token, editable=False)
+    # The id of the start form that created it, so a double-clicked start makes one response.
+    start_key = models.UUIDField(null=True, blank=True, editable=False)
     # The furthest page the taker may open: one past the last page means every page is saved.
     reached_page = models.PositiveSmallIntegerField(default=1)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -103,6 +105,9 @@ class Response(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["survey", "completed_at"], name="response_survey_done")]
+        constraints = [
+            models.UniqueConstraint(fields=["survey", "start_key"], name="response_started_once")
+        ]
 
     def __str__(self):
         return f"{self.survey} response {self.pk}"

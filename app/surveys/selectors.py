@@ -1,12 +1,13 @@
-"""Reads: survey definitions (cache, then replica), a taker's answers, and survey results."""
+"""Reads: survey definitions (cache, then primary), a taker's answers, and survey results."""
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, router
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count, Prefetch, Q
 
+from routing import PRIMARY
 from surveys.definitions import ChoiceDef, PageDef, QuestionDef, SurveyDef
-from surveys.models import Answer, Page, Response, Survey
+from surveys.models import Answer, Choice, Page, Question, Response, Survey
 
 _DEFINITION_KEY = "survey-definition:v1:{slug}"
 _RESULTS_KEY = "survey-results:v1:{survey_id}"
@@ -21,12 +22,18 @@ def definition_cache_key(slug):
 
 
 def survey_definition(slug):
-    """Return the SurveyDef for `slug` from the cache, building it on a miss; None if unknown."""
+    """Return the SurveyDef for `slug` from the cache, building it on a miss; None if unknown.
+
+    A miss is rebuilt from the primary: a replica may not have replayed the author's last change
+    yet, and what is cached stays for an hour. Misses are rare (an author's change refreshes the
+    entry), so the four reads cost the primary little. `add`, not `set`: a refresh that ran
+    while this miss was being built has the newer definition and is not overwritten.
+    """
     key = definition_cache_key(slug)
     cached = cache.get(key)
     if cached is None:
-        cached = survey_definition_build(slug) or _MISSING
-        cache.set(key, cached, settings.TALLY_DEFINITION_CACHE_SECONDS)
+        cached = survey_definition_build(slug, using=PRIMARY) or _MISSING
+        cache.add(key, cached, settings.TALLY_DEFINITION_CACHE_SECONDS)
     return None if cached == _MISSING else cached
 
 
@@ -35,10 +42,15 @@ def survey_definition_build(slug, *, using=None):
     survey = Survey.objects.using(using).filter(slug=slug).first()
     if survey is None:
         return None
+    # The related reads name the database too: the router does not follow the parent's.
+    choices = Prefetch("choices", queryset=Choice.objects.using(using))
+    questions = Prefetch(
+        "questions", queryset=Question.objects.using(using).prefetch_related(choices)
+    )
     pages = (
         Page.objects.using(using)
         .filter(survey=survey)
-        .prefetch_related("questions__choices")
+        .prefetch_related(questions)
         .order_by("position")
     )
     return SurveyDef(
@@ -49,7 +61,7 @@ def survey_definition_build(slug, *, using=None):
         is_open=survey.is_open,
         pages=tuple(
             PageDef(
-                position=page.position,
+                position=ordinal,
                 title=page.title,
                 questions=tuple(
                     QuestionDef(
@@ -65,7 +77,7 @@ def survey_definition_build(slug, *, using=None):
                     for question in page.questions.all()
                 ),
             )
-            for page in pages
+            for ordinal, page in enumerate(pages, 1)
         ),
     )
 

@@ -4,14 +4,15 @@ import enum
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from psycopg.errors import ForeignKeyViolation
 
 from routing import PRIMARY
 from surveys.definitions import QuestionDef
-from surveys.models import Answer, Question, Response
+from surveys.models import Answer, Question, Response, new_resume_token
 from surveys.selectors import definition_cache_key, survey_definition_build
 
 
@@ -20,11 +21,34 @@ class Outcome(enum.Enum):
     COMPLETED_ALREADY = "completed already"
     PAGE_NOT_REACHED = "page not reached"
     UNKNOWN = "unknown response"
+    # The page's questions are not the survey's any more: an author changed it meanwhile.
+    DEFINITION_CHANGED = "definition changed"
 
 
-def response_start(*, survey_id):
-    """Create a Response for a new taker (1 INSERT)."""
-    return Response.objects.create(survey_id=survey_id)
+# One statement whether the start is new or repeated: a second POST of the same start form (a
+# double click, or a retry racing the first) finds the row the first one inserted.
+_START_SQL = """
+INSERT INTO surveys_response (survey_id, token, start_key, reached_page, started_at, updated_at)
+VALUES (%s, %s, %s, 1, %s, %s)
+ON CONFLICT (survey_id, start_key) DO UPDATE SET start_key = EXCLUDED.start_key
+RETURNING id, token, reached_page, started_at, updated_at, completed_at
+"""
+
+
+def response_start(*, survey_id, start_key=None):
+    """Create a taker's Response, or return the one this start form created already (1 INSERT).
+
+    `start_key` comes from the start form, so a double-clicked start makes one response.
+    """
+    if start_key is None:
+        return Response.objects.create(survey_id=survey_id)
+    now = timezone.now()
+    alias = router.db_for_write(Response)  # also tells the routing that this request wrote
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_START_SQL, [survey_id, new_resume_token(), start_key, now, now])
+        row = cursor.fetchone()
+    fields = ["id", "token", "reached_page", "started_at", "updated_at", "completed_at"]
+    return Response(survey_id=survey_id, start_key=start_key, **dict(zip(fields, row, strict=True)))
 
 
 def response_submit_page(*, response_id, page, cleaned, submission_id=None):
@@ -33,6 +57,8 @@ def response_submit_page(*, response_id, page, cleaned, submission_id=None):
     Two statements on the primary whatever the page's size. The UPDATE comes first so that it
     row-locks the response and checks in the same statement that it is still open and that the
     page was reached; a replayed POST then upserts the same rows and duplicates nothing.
+    A question deleted since the page's definition was read fails its foreign key at the
+    commit: nothing is saved, and the outcome says the definition changed.
     """
     now = timezone.now()
     answers = [
@@ -45,25 +71,30 @@ def response_submit_page(*, response_id, page, cleaned, submission_id=None):
         )
         for question in page.questions
     ]
-    with transaction.atomic(using=PRIMARY):
-        advanced = Response.objects.filter(
-            pk=response_id, completed_at__isnull=True, reached_page__gte=page.position
-        ).update(reached_page=Greatest(F("reached_page"), page.position + 1), updated_at=now)
-        if not advanced:
-            return _why_not_open(response_id)
-        if answers:
-            Answer.objects.bulk_create(
-                answers,
-                update_conflicts=True,
-                unique_fields=["response", "question"],
-                update_fields=[
-                    "choice_ids",
-                    "scale_value",
-                    "text_value",
-                    "submission_id",
-                    "updated_at",
-                ],
-            )
+    try:
+        with transaction.atomic(using=PRIMARY):
+            advanced = Response.objects.filter(
+                pk=response_id, completed_at__isnull=True, reached_page__gte=page.position
+            ).update(reached_page=Greatest(F("reached_page"), page.position + 1), updated_at=now)
+            if not advanced:
+                return _why_not_open(response_id)
+            if answers:
+                Answer.objects.bulk_create(
+                    answers,
+                    update_conflicts=True,
+                    unique_fields=["response", "question"],
+                    update_fields=[
+                        "choice_ids",
+                        "scale_value",
+                        "text_value",
+                        "submission_id",
+                        "updated_at",
+                    ],
+                )
+    except IntegrityError as error:
+        if isinstance(error.__cause__, ForeignKeyViolation):
+            return Outcome.DEFINITION_CHANGED
+        raise
     return Outcome.SAVED
 
 

@@ -50,10 +50,13 @@ def remember(request, token, taker):
 
 
 def in_progress_token(request, survey_id):
-    """Return the resume token of the taker's unfinished response to a survey, if any."""
-    for token, (_, remembered_survey, _, completed) in request.session.get(
-        _SESSION_KEY, {}
-    ).items():
+    """Return the resume token of the taker's unfinished response to a survey, if any.
+
+    The most recently used one: `remember` moves a response to the end each time it is used,
+    so a response the taker started and left empty does not win over the one they fill in.
+    """
+    remembered = request.session.get(_SESSION_KEY, {})
+    for token, (_, remembered_survey, _, completed) in reversed(remembered.items()):
         if remembered_survey == survey_id and not completed:
             return token
     return None

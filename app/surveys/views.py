@@ -1,5 +1,7 @@
 """Survey-taking views: thin wrappers over selectors and services."""
 
+import uuid
+
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -7,17 +9,22 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from routing.state import reads_from_replica
 from surveys import selectors, services, takers
-from surveys.forms import PageForm, initial_from_answers, reject_unknown_ids
+from surveys.forms import PageForm, StartForm, initial_from_answers, reject_unknown_ids
 from surveys.models import Choice, Page, Question, Survey
 from surveys.services import Outcome
 
-# Survey definitions do not change while surveys are taken, so these views read them from
-# the cache or a replica even for a client pinned to the primary. Admin views never do.
+# Surveys change rarely, so these views may read them (the list of open surveys) from a replica
+# even for a client pinned to the primary. A definition comes from the cache, and on a miss
+# from the primary (selectors.survey_definition). Admin views never read from a replica.
 definitions_from_replica = reads_from_replica(Survey, Page, Question, Choice)
 
 _CONFLICT_MESSAGES = {
     Outcome.COMPLETED_ALREADY: "This response has already been submitted, so it cannot change.",
     Outcome.PAGE_NOT_REACHED: "Save the earlier pages of this survey first.",
+    Outcome.DEFINITION_CHANGED: (
+        "This survey changed while you were taking it, so this page was not saved. "
+        "Please check its questions and send it again."
+    ),
 }
 
 
@@ -33,6 +40,15 @@ def _taker_or_404(request, definition, token):
     if taker is None:
         raise Http404("No such response.")
     return taker
+
+
+def _onwards(slug, token, taker, definition):
+    """Redirect a taker to where they are: the furthest page reached, the review, or done."""
+    if taker.completed:
+        return redirect("surveys:done", slug, token)
+    if taker.reached_page > definition.page_count:
+        return redirect("surveys:review", slug, token)
+    return redirect("surveys:page", slug, token, taker.reached_page)
 
 
 def _conflict(request, definition, token, outcome):
@@ -53,28 +69,34 @@ def survey_start(request, slug):
     if request.method == "POST":
         if not definition.is_open or not definition.page_count:
             return render(request, "surveys/closed.html", {"survey": definition}, status=409)
-        response = services.response_start(survey_id=definition.id)
-        takers.remember(
-            request, response.token, takers.Taker(response.pk, definition.id, 1, completed=False)
-        )
-        return redirect("surveys:page", slug, response.token, 1)
+        form = StartForm(request.POST)
+        if form.is_valid():
+            response = services.response_start(
+                survey_id=definition.id, start_key=form.cleaned_data["start_key"]
+            )
+            taker = takers.Taker(
+                response.pk,
+                definition.id,
+                response.reached_page,
+                completed=response.completed_at is not None,
+            )
+            takers.remember(request, response.token, taker)
+            return _onwards(slug, response.token, taker, definition)
     context = {
         "survey": definition,
+        # A fresh key for each view of the page: "Start again" is a new start.
+        "form": StartForm(initial={"start_key": uuid.uuid4()}),
+        "refused": request.method == "POST",
         "resume_token": takers.in_progress_token(request, definition.id),
     }
-    return render(request, "surveys/start.html", context)
+    return render(request, "surveys/start.html", context, status=400 if context["refused"] else 200)
 
 
 @require_GET
 @definitions_from_replica
 def survey_resume(request, slug, token):
     definition = _definition_or_404(slug)
-    taker = _taker_or_404(request, definition, token)
-    if taker.completed:
-        return redirect("surveys:done", slug, token)
-    if taker.reached_page > definition.page_count:
-        return redirect("surveys:review", slug, token)
-    return redirect("surveys:page", slug, token, taker.reached_page)
+    return _onwards(slug, token, _taker_or_404(request, definition, token), definition)
 
 
 @require_http_methods(["GET", "POST"])
@@ -106,6 +128,9 @@ def survey_page(request, slug, token, position):
             )
             if outcome is Outcome.UNKNOWN:
                 raise Http404("No such response.")
+            if outcome is Outcome.DEFINITION_CHANGED:
+                services.survey_definition_refresh(slug=slug)
+                return _conflict(request, definition, token, outcome)
             if outcome is not Outcome.SAVED:
                 taker.completed = outcome is Outcome.COMPLETED_ALREADY
                 takers.remember(request, token, taker)

@@ -119,3 +119,29 @@ def test_pages_advance_the_response_but_never_move_it_back(replication):
         page = definition.page(position)
         services.response_submit_page(response_id=response.pk, page=page, cleaned=_cleaned(page))
     assert Response.objects.get(pk=response.pk).reached_page == 3
+
+
+def test_a_repeated_start_key_returns_the_response_it_started(replication):
+    definition = seeded_survey(replication)
+    key = uuid.uuid4()
+    first = services.response_start(survey_id=definition.id, start_key=key)
+    again = services.response_start(survey_id=definition.id, start_key=key)
+    assert (again.pk, again.token) == (first.pk, first.token)
+    assert Response.objects.get().token == first.token
+    other = services.response_start(survey_id=definition.id, start_key=uuid.uuid4())
+    assert other.pk != first.pk
+
+
+def test_a_page_naming_a_deleted_question_saves_nothing(replication):
+    from surveys.models import Question
+
+    definition = seeded_survey(replication)
+    response = services.response_start(survey_id=definition.id)
+    page = definition.page(1)
+    Question.objects.filter(pk=page.questions[-1].id).delete()
+    outcome = services.response_submit_page(
+        response_id=response.pk, page=page, cleaned=_cleaned(page)
+    )
+    assert outcome is Outcome.DEFINITION_CHANGED
+    assert not Answer.objects.exists()
+    assert Response.objects.get(pk=response.pk).reached_page == 1

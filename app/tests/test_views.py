@@ -1,13 +1,19 @@
 """Taking a survey through the views: the full path, query budgets and bad input."""
 
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections
 
 from routing import PRIMARY
 from surveys.models import Answer, Response
 from tests.conftest import https_client
 from tests.helpers import (
+    admin_question_form,
     csrf_token,
     post_page,
     queries_by_alias,
@@ -16,7 +22,7 @@ from tests.helpers import (
     valid_answers,
 )
 
-REPLICAS = ["replica1", "replica2"]
+REPLICAS = settings.TALLY_REPLICA_ALIASES
 
 
 def _total(queries, aliases):
@@ -42,9 +48,10 @@ def test_a_survey_is_taken_to_completion(client, replication):
     assert taker.completed_at is not None
     assert Answer.objects.filter(response=taker).count() == 50
     replication.wait_for_replay()
-    with replication.connect(replication.replica) as conn:
-        count = conn.execute("SELECT count(*) FROM surveys_answer").fetchone()[0]
-    assert count == 50, "the answers should have streamed to the replica"
+    for replica in replication.replicas:
+        with replication.connect(replica) as conn:
+            count = conn.execute("SELECT count(*) FROM surveys_answer").fetchone()[0]
+        assert count == 50, f"the answers should have streamed to {replica}"
 
 
 def test_a_page_get_runs_one_query_when_the_definition_is_cached(client, replication):
@@ -283,8 +290,12 @@ def test_results_are_read_from_a_replica_and_cached(client, replication):
         response = client.get("/s/climate/results/")
     assert response.status_code == 200
     assert "20 started" in response.content.decode()
-    assert not queries[PRIMARY]
-    assert _total(queries, REPLICAS) >= 3
+    if REPLICAS:
+        # The replica pool's status probe reads the primary's position; nothing else may.
+        assert not [sql for sql in queries[PRIMARY] if "pg_is_in_recovery" not in sql]
+        assert _total(queries, REPLICAS) >= 3
+    else:  # without replicas the primary serves the aggregate
+        assert len(queries[PRIMARY]) >= 3
     with queries_by_alias() as again:
         client.get("/s/climate/results/")
     assert _total(again, again) == 0
@@ -318,24 +329,7 @@ def test_the_definition_is_rebuilt_after_an_admin_edit(client, replication):
     User.objects.create_superuser("author", "a@example.com", "correct horse battery")
     admin = https_client()
     admin.force_login(User.objects.get(username="author"))
-    edit_url = f"/admin/surveys/question/{question.pk}/change/"
-    form_page = admin.get(edit_url)
-    assert form_page.status_code == 200
-    data = {
-        "page": question.page_id,
-        "position": question.position,
-        "kind": question.kind,
-        "text": "A rewritten question?",
-        "help_text": "",
-        "required": "on",
-        "scale_low_label": "",
-        "scale_high_label": "",
-        "choices-TOTAL_FORMS": "0",
-        "choices-INITIAL_FORMS": "0",
-        "choices-MIN_NUM_FORMS": "0",
-        "choices-MAX_NUM_FORMS": "1000",
-        "csrfmiddlewaretoken": csrf_token(form_page),
-    }
+    edit_url, data = admin_question_form(admin, question, "A rewritten question?")
     response = admin.post(edit_url, data)
     assert response.status_code == 302, response.content.decode()[:2000]
     url = start(client)
@@ -367,3 +361,154 @@ def test_every_response_tells_the_service_time(client, replication, path):
     name, _, duration = response["Server-Timing"].partition(";dur=")
     assert name == "app"
     assert 0 < float(duration) < 60_000
+
+
+def test_a_survey_whose_author_deleted_a_middle_page_can_be_completed(client, replication):
+    from surveys import services
+    from surveys.models import Page
+
+    seeded_survey(replication)
+    Page.objects.get(survey__slug="climate", position=3).delete()
+    definition = services.survey_definition_refresh(slug="climate")
+    assert definition.page_count == 4
+    url = start(client)
+    for position in range(1, 5):
+        assert url.endswith(f"/p/{position}/"), url
+        page = client.get(url)
+        assert f"Page {position} of 4" in page.content.decode()
+        response = post_page(client, url, valid_answers(definition.page(position)))
+        assert response.status_code == 302, response.content.decode()[:500]
+        url = response["Location"]
+    assert url.endswith("/review/")
+    review = client.get(url)
+    assert review.status_code == 200
+    done = client.post(url, {"csrfmiddlewaretoken": csrf_token(review)})
+    assert done["Location"].endswith("/done/")
+    assert Response.objects.get().completed_at is not None
+    assert Answer.objects.count() == 40
+
+
+def test_a_page_post_naming_a_question_deleted_since_gets_409_not_500(client, replication):
+    from surveys.models import Question
+
+    definition = seeded_survey(replication)
+    url = start(client)
+    page = client.get(url)
+    # The author deletes a question, and the cached definition still names it.
+    Question.objects.filter(pk=definition.page(1).questions[0].id).delete()
+    data = {**valid_answers(definition.page(1)), "csrfmiddlewaretoken": csrf_token(page)}
+    response = client.post(url, data)
+    assert response.status_code == 409
+    assert "survey changed" in response.content.decode()
+    assert not Answer.objects.exists()
+    assert Response.objects.get().reached_page == 1
+    fresh = client.get(url)
+    assert fresh.status_code == 200
+    assert f'name="{definition.page(1).questions[0].field_name}"' not in fresh.content.decode()
+
+
+def _start_form(client, slug="climate"):
+    intro = client.get(f"/s/{slug}/")
+    return re.findall(
+        r'<input type="hidden" name="([^"]+)" value="([^"]*)"', intro.content.decode()
+    )
+
+
+def test_a_double_clicked_start_makes_one_response(client, replication):
+    seeded_survey(replication)
+    form = dict(_start_form(client))
+    first = client.post("/s/climate/", form)
+    second = client.post("/s/climate/", form)
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"]
+    assert Response.objects.count() == 1
+
+
+def test_concurrent_posts_of_one_start_form_make_one_response(client, replication):
+    seeded_survey(replication)
+    form = dict(_start_form(client))
+    browsers = [https_client() for _ in range(4)]
+    for browser in browsers:
+        browser.cookies = client.cookies  # one browser's cookies, several requests in flight
+    barrier = threading.Barrier(len(browsers))
+
+    def post(browser):
+        barrier.wait()
+        try:
+            return browser.post("/s/climate/", form)["Location"]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(browsers)) as pool:
+        locations = set(pool.map(post, browsers))
+    assert len(locations) == 1
+    assert Response.objects.count() == 1
+
+
+def test_continue_goes_to_the_response_the_taker_is_filling_in(client, replication):
+    definition = seeded_survey(replication)
+    form = dict(_start_form(client))
+    client.post("/s/climate/", form)
+    url = client.post("/s/climate/", form)["Location"]
+    post_page(client, url, valid_answers(definition.page(1)))
+    intro = client.get("/s/climate/").content.decode()
+    token = url.split("/r/")[1].split("/")[0]
+    continue_link = re.search(r'href="(/s/climate/r/[^"]+)"', intro).group(1)
+    assert continue_link == f"/s/climate/r/{token}/"
+    assert client.get(continue_link)["Location"].endswith("/p/2/")
+
+
+@pytest.mark.parametrize("value", ["²", "①", "\u0663", "9" * 5000, "-1", "1.0"])
+@pytest.mark.parametrize("kind", ["single", "multiple", "scale"])
+def test_choice_values_that_are_not_ids_get_400_with_the_forms_error(
+    client, replication, kind, value
+):
+    definition = seeded_survey(replication)
+    url = start(client)
+    data = valid_answers(definition.page(1))
+    question = next(q for q in definition.page(1).questions if q.kind == kind and q.required)
+    data[question.field_name] = [value] if kind == "multiple" else value
+    response = post_page(client, url, data)
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert not Answer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "error"),
+    [
+        ("single", ["{0}", "{1}"], "Send one answer to this question."),
+        ("multiple", ["{0}", "{0}"], "Choose each option at most once."),
+    ],
+)
+def test_repeated_answers_get_400_and_write_nothing(client, replication, name, values, error):
+    definition = seeded_survey(replication)
+    url = start(client)
+    data = valid_answers(definition.page(1))
+    question = next(q for q in definition.page(1).questions if q.kind == name and q.required)
+    ids = [str(choice.id) for choice in question.choices]
+    data[question.field_name] = [value.format(*ids) for value in values]
+    response = post_page(client, url, data)
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not Answer.objects.exists()
+
+
+def test_a_start_post_runs_two_statements_on_the_primary(client, replication):
+    seeded_survey(replication)
+    form = dict(_start_form(client))
+    with queries_by_alias() as queries:
+        response = client.post("/s/climate/", form)
+    assert response.status_code == 302
+    assert len(queries[PRIMARY]) == 2, queries[PRIMARY]
+    assert "ON CONFLICT" in queries[PRIMARY][0]
+    assert "pg_current_wal_lsn" in queries[PRIMARY][1]
+
+
+def test_a_start_form_with_a_bad_key_gets_400_and_starts_nothing(client, replication):
+    seeded_survey(replication)
+    form = {**dict(_start_form(client)), "start_key": "²" * 32}
+    response = client.post("/s/climate/", form)
+    assert response.status_code == 400
+    assert "not valid" in response.content.decode()
+    assert not Response.objects.exists()

@@ -1,0 +1,43 @@
+"""Reads: the cached survey definition is never rebuilt from a replica that lags the author."""
+
+import pytest
+from django.core.cache import cache
+
+from routing.replicas import pool
+from surveys import selectors
+from tests.helpers import seeded_survey, start
+
+
+@pytest.mark.replicas(1)  # without replicas every read is on the primary anyway
+def test_a_cache_miss_rebuilds_the_definition_from_the_primary(client, replication):
+    definition = seeded_survey(replication)
+    question_id = definition.page(1).questions[0].id
+    url = start(client)
+    replication.wait_for_replay()
+    pool().status_ttl = 60  # every replica was just seen current, and stays trusted
+    assert pool().choose() is not None
+    replication.pause_replay()
+    # An author's change that no replica has replayed, and a cache that lost the definition.
+    with replication.connect(replication.primary) as conn:
+        conn.execute(
+            "UPDATE surveys_question SET text = 'Changed a moment ago?' WHERE id = %s",
+            [question_id],
+        )
+    cache.clear()
+    assert "Changed a moment ago?" in client.get(url).content.decode()
+    assert selectors.survey_definition("climate").page(1).questions[0].text == (
+        "Changed a moment ago?"
+    )
+
+
+def test_page_positions_become_ordinals_whatever_numbers_the_author_used(replication):
+    from surveys.models import Page
+
+    seeded_survey(replication, pages=3, questions_per_page=2)
+    for page in Page.objects.order_by("-position"):
+        page.position *= 10
+        page.save()
+    cache.clear()
+    definition = selectors.survey_definition("climate")
+    assert [page.position for page in definition.pages] == [1, 2, 3]
+    assert definition.page(2).title == Page.objects.get(position=20).title
