@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from fleet import ROOT, Fleet, make
+from loadtests.fleet import Fleet
+from provisioning import make
 
 ENV = "test"
 
@@ -13,15 +14,12 @@ ENV = "test"
 def fleet():
     """A fleet provisioned from nothing, then provisioned again (the idempotence run).
 
-    The fleet is removed afterwards unless TALLY_KEEP_FLEET=1. While working on the tests,
-    TALLY_REUSE_FLEET=1 keeps a fleet from an earlier run and only provisions it once more.
+    Its name, published ports and hosts come from deploy/test, its ports and users from the
+    topology (loadtests/fleet.py). The fleet is removed afterwards unless TALLY_KEEP_FLEET=1.
+    While working on the tests, TALLY_REUSE_FLEET=1 keeps a fleet from an earlier run and only
+    provisions it once more.
     """
-    fleet = Fleet(
-        name="tally-test",
-        https_port=9443,
-        http_port=9080,
-        ca=ROOT / "build" / ENV / "ca" / "ca.crt",
-    )
+    fleet = Fleet.of(ENV)
     reuse = os.environ.get("TALLY_REUSE_FLEET") == "1"
     if not reuse:
         destroyed = make("destroy", f"ENV={ENV}")

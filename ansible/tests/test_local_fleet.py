@@ -1,8 +1,9 @@
 """End to end: a fleet provisioned from nothing serves surveys through nginx over HTTPS.
 
-Each check looks at the real hosts: PostgreSQL on db1 and db2, Redis on cache1, the bucket on
-s3, the firewall on every host. The fleet fixture (conftest.py) provisions twice; the second
-run must change nothing.
+Each check looks at the real hosts: PostgreSQL on the primary and on every replica, pgbouncer
+on the web hosts, Redis on cache1, the bucket on s3, the firewall on every host. Hosts, ports
+and users come from the inventory and the topology (loadtests/fleet.py). The fleet fixture
+(conftest.py) provisions twice; the second run must change nothing.
 """
 
 import hashlib
@@ -13,9 +14,9 @@ import time
 import pytest
 import requests
 
-from fleet import make
 from loadtests.fleet import vault
 from loadtests.forms import Form
+from provisioning import make
 
 pytestmark = pytest.mark.usefixtures("fleet")
 
@@ -84,72 +85,123 @@ def _answers_on(fleet, host, token):
     )
 
 
-def test_a_survey_taken_through_nginx_is_on_the_primary_and_then_the_replica(fleet, survey):
+def _primary(fleet):
+    return fleet.hosts("db_primary")[0]
+
+
+def test_the_test_fleet_has_two_replicas(fleet):
+    assert len(fleet.replicas()) == 2
+
+
+def test_a_survey_taken_through_nginx_is_on_the_primary_and_then_every_replica(fleet, survey):
     assert survey["pages"] >= 2
-    on_primary = _answers_on(fleet, "db1", survey["token"])
+    on_primary = _answers_on(fleet, _primary(fleet), survey["token"])
     assert on_primary > 0
     deadline = time.monotonic() + 10
-    while _answers_on(fleet, "db2", survey["token"]) != on_primary:
-        assert time.monotonic() < deadline, "the replica never caught up"
-        time.sleep(0.2)
+    for replica in fleet.hosts("db_replica"):
+        while _answers_on(fleet, replica, survey["token"]) != on_primary:
+            assert time.monotonic() < deadline, f"{replica} never caught up"
+            time.sleep(0.2)
 
 
-def test_db2_streams_from_db1_through_its_slot(fleet):
+def test_each_replica_streams_from_the_primary_through_its_own_slot(fleet):
     rows = fleet.sql(
-        "db1",
-        "SELECT r.state, s.slot_name, s.active FROM pg_stat_replication r"
-        " JOIN pg_replication_slots s ON s.active_pid = r.pid",
+        _primary(fleet),
+        "SELECT r.application_name, r.state, s.slot_name, s.active FROM pg_stat_replication r"
+        " JOIN pg_replication_slots s ON s.active_pid = r.pid ORDER BY s.slot_name",
     )
-    assert rows == [["streaming", "db2", "t"]]
+    expected = [[r["host"], "streaming", r["name"], "t"] for r in fleet.replicas()]
+    assert rows == sorted(expected, key=lambda row: row[2])
+    primary_address = fleet.address(_primary(fleet))
+    for replica in fleet.replicas():
+        receiver = fleet.sql(
+            replica["host"], "SELECT status, slot_name, sender_host FROM pg_stat_wal_receiver"
+        )
+        assert receiver == [["streaming", replica["name"], primary_address]]
 
 
-def test_results_pages_are_read_on_the_replica(fleet, survey):
+def test_every_web_hosts_pgbouncer_has_an_entry_per_replica(fleet):
+    password = vault(fleet.env)["vault_pgbouncer_stats_password"]
+    servers = [_primary(fleet), *(r["host"] for r in fleet.replicas())]
+    entries = [fleet.database, *(r["database"] for r in fleet.replicas())]
+    expected = {
+        entry: (fleet.address(server), str(fleet.port("postgresql")), fleet.database)
+        for entry, server in zip(entries, servers, strict=True)
+    }
+    for host in fleet.hosts("web"):
+        databases = {
+            row["name"]: (row["host"], row["port"], row["database"])
+            for row in fleet.pgbouncer(host, "SHOW DATABASES", password)
+            if row["name"] != "pgbouncer"
+        }
+        assert databases == expected, host
+
+
+def test_the_app_reads_from_the_replica_aliases_its_environment_names(fleet):
+    env = fleet.exec(fleet.hosts("web")[0], "grep", "^TALLY_REPLICA_URLS=", "/etc/tally/tally.env")
+    items = env.strip().split("=", 1)[1].strip('"').split(",")
+    names = [item.split("=", 1)[0] for item in items]
+    databases = [item.rsplit("/", 1)[1] for item in items]
+    assert names == [r["name"] for r in fleet.replicas()]
+    assert databases == [r["database"] for r in fleet.replicas()]
+
+
+# The app's reads of survey tables, by the app's own role (not the tests' postgres sessions).
+APP_READS = (
+    "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+    """ WHERE userid = '{user}'::regrole AND query LIKE 'SELECT%FROM "surveys_%'"""
+)
+
+
+def _app_reads(fleet, host):
+    return int(fleet.sql(host, APP_READS.format(user=fleet.user("database")))[0][0])
+
+
+def test_every_replica_serves_the_apps_reads(fleet):
+    """With the counters reset first, surveys taken through nginx show up as the app's
+    SELECTs on each replica, so the check cannot pass on old numbers."""
+    replicas = fleet.hosts("db_replica")
+    for host in replicas:
+        fleet.sql(host, "SELECT pg_stat_statements_reset()")
+        assert _app_reads(fleet, host) == 0
+    deadline = time.monotonic() + 120
+    while not all(_app_reads(fleet, host) > 0 for host in replicas):
+        assert time.monotonic() < deadline, {host: _app_reads(fleet, host) for host in replicas}
+        take_survey(fleet)
+
+
+def test_results_pages_are_read_on_a_replica(fleet, survey):
     query = (
         "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
         " WHERE query ILIKE '%surveys_answer%' AND query NOT ILIKE '%pg_stat_statements%'"
     )
-    before = {host: int(fleet.sql(host, query)[0][0]) for host in ("db1", "db2")}
+    hosts = [_primary(fleet), *fleet.hosts("db_replica")]
+    before = {host: int(fleet.sql(host, query)[0][0]) for host in hosts}
     # A new client (no read-your-writes pin) and a survey whose results are not cached yet.
     session = _session(fleet)
     results = session.get(f"{fleet.url}/s/{survey['slug']}/results/")
     assert results.status_code == 200
-    after = {host: int(fleet.sql(host, query)[0][0]) for host in ("db1", "db2")}
-    assert after["db2"] > before["db2"], (before, after)
-    assert after["db1"] == before["db1"], (before, after)
+    after = {host: int(fleet.sql(host, query)[0][0]) for host in hosts}
+    read = [host for host in fleet.hosts("db_replica") if after[host] > before[host]]
+    assert read, (before, after)
+    assert after[_primary(fleet)] == before[_primary(fleet)], (before, after)
 
 
 def test_sessions_are_kept_in_the_session_redis(fleet, survey):
-    secrets = vault("test")
+    secrets = vault(fleet.env)
+    cache = fleet.hosts("cache")[0]
 
-    def keys(port, user, password):
-        out = fleet.exec(
-            "cache1",
-            "redis-cli",
-            "-p",
-            str(port),
-            "--user",
-            user,
-            "--no-auth-warning",
-            "DBSIZE",
-            env={"REDISCLI_AUTH": password},
+    def redis(instance, *command):
+        """redis-cli on an instance as its app user; the password travels by name only."""
+        return fleet.exec(
+            cache,
+            *("redis-cli", "-p", str(fleet.port(f"redis_{instance}"))),
+            *("--user", fleet.user(f"redis_{instance}"), "--no-auth-warning", *command),
+            env={"REDISCLI_AUTH": secrets[f"vault_redis_{instance}_password"]},
         )
-        return int(out.strip())
 
-    assert keys(6380, "tally-sessions", secrets["vault_redis_sessions_password"]) > 0
-    sessions_in_cache = fleet.exec(
-        "cache1",
-        "redis-cli",
-        "-p",
-        "6379",
-        "--user",
-        "tally-cache",
-        "--no-auth-warning",
-        "--scan",
-        "--pattern",
-        "*session*",
-        env={"REDISCLI_AUTH": secrets["vault_redis_cache_password"]},
-    )
-    assert sessions_in_cache.strip() == ""
+    assert int(redis("sessions", "DBSIZE").strip()) > 0
+    assert redis("cache", "--scan", "--pattern", "*session*").strip() == ""
 
 
 def test_static_files_come_from_the_bucket_with_long_lived_cache_headers(fleet):
@@ -176,17 +228,35 @@ def test_https_responses_carry_hsts(fleet):
     assert reply.headers["Strict-Transport-Security"].startswith("max-age=31536000")
 
 
-@pytest.mark.parametrize(
-    ("target", "port"),
-    [("db1", 5432), ("db2", 5432), ("cache1", 6379), ("cache1", 6380), ("web1", 6432)],
-)
-def test_the_load_balancer_cannot_reach_data_services(fleet, target, port):
-    assert not fleet.connects("lb1", target, port)
+# (inventory group, service in tally_ports) of the data tier, which only web hosts may reach.
+DATA_SERVICES = [
+    ("db_primary", "postgresql"),
+    ("db_replica", "postgresql"),
+    ("cache", "redis_cache"),
+    ("cache", "redis_sessions"),
+]
 
 
-@pytest.mark.parametrize(("target", "port"), [("db1", 5432), ("cache1", 6380), ("s3", 8080)])
-def test_web_hosts_reach_their_services(fleet, target, port):
-    assert fleet.connects("web1", target, port)
+@pytest.mark.parametrize(("group", "service"), [*DATA_SERVICES, ("web", "pgbouncer")])
+def test_the_load_balancer_cannot_reach_data_services(fleet, group, service):
+    lb = fleet.hosts("lb")[0]
+    for target in fleet.hosts(group):
+        assert not fleet.connects(lb, target, fleet.port(service)), target
+
+
+@pytest.mark.parametrize(("group", "service"), [*DATA_SERVICES, ("objectstore", "s3")])
+def test_web_hosts_reach_their_services(fleet, group, service):
+    for web in fleet.hosts("web"):
+        for target in fleet.hosts(group):
+            assert fleet.connects(web, target, fleet.port(service)), (web, target)
+
+
+def test_replicas_reach_the_primary_but_not_each_other(fleet):
+    port = fleet.port("postgresql")
+    for replica in fleet.hosts("db_replica"):
+        assert fleet.connects(replica, _primary(fleet), port)
+        for other in set(fleet.hosts("db_replica")) - {replica}:
+            assert not fleet.connects(replica, other, port), (replica, other)
 
 
 def test_an_unknown_environment_is_refused_with_the_list_of_environments():

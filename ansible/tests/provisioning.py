@@ -1,0 +1,49 @@
+"""Run `make` targets at the repository root and read what Ansible reported."""
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+
+from loadtests.fleet import ROOT
+
+
+@dataclass
+class Run:
+    """One finished command: its output, exit code and wall time."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+    def recap(self):
+        """Ansible's PLAY RECAP as {host: {counter: value}}."""
+        totals = {}
+        for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", self.output, re.MULTILINE):
+            totals[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+        return totals
+
+    def changed_tasks(self):
+        """(task, host) for every task that reported a change."""
+        task, changes = None, []
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[6 : line.rindex("]")]
+            elif line.startswith("changed: ["):
+                changes.append((task, line[10 : line.index("]")]))
+        return changes
+
+
+def make(*args, env=None, timeout=3600):
+    """Run `make ARGS` at the repository root and return the finished Run."""
+    started = time.monotonic()
+    result = subprocess.run(
+        ["make", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
