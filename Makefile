@@ -5,6 +5,8 @@ SHELL := /usr/bin/env bash -euo pipefail -c
 ENV ?= local
 UV_VERSION ?= 0.13.9
 PYTEST_ARGS ?=
+# The replica counts the app suite runs with, one run each.
+TEST_REPLICA_COUNTS ?= 2 1 0
 E2E_ARGS ?=
 PYTHON_DIRS := app ansible/tests deploy/capacity loadtests
 
@@ -50,8 +52,12 @@ fmt: venv ## Format the code and apply safe lint fixes
 
 .PHONY: test
 test: system-packages lint ## Run every check: lint, the app's tests on real servers, then e2e
-	$(RUN) coverage run -m pytest $(PYTEST_ARGS)
+	$(RUN) coverage erase
+	@# The app suite once per replica count: routing must hold for any number of replicas.
+	for count in $(TEST_REPLICA_COUNTS); do echo "app tests with $$count replica(s)"; \
+	  TALLY_TEST_REPLICAS=$$count $(RUN) coverage run --append -m pytest app/tests $(PYTEST_ARGS); done
 	$(RUN) coverage report
+	$(RUN) pytest deploy/capacity/tests loadtests/tests $(PYTEST_ARGS)
 	$(MAKE) e2e
 
 .PHONY: e2e
@@ -60,6 +66,7 @@ e2e: venv ## Provision the `test` fleet from nothing, verify it end to end, then
 
 # Provisioning: every environment is a folder deploy/ENV with an inventory and group_vars.
 DEPLOY := deploy/$(ENV)
+ENVIRONMENTS = $(patsubst deploy/%/inventory.yml,%,$(wildcard deploy/*/inventory.yml))
 VAULT_PASSWORD := $(DEPLOY)/.vault-password
 PLAYBOOK := ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml \
   --vault-password-file $(VAULT_PASSWORD)
@@ -76,7 +83,7 @@ PIP_VERSION ?= 25.3
 .PHONY: check-env
 check-env:
 	@[ -f $(DEPLOY)/inventory.yml ] || { echo "Unknown ENV '$(ENV)': there is no $(DEPLOY)/inventory.yml." \
-	  "Environments: $$(cd deploy && ls -d */ | tr -d / | tr '\n' ' ')" >&2; exit 2; }
+	  "Environments: $(ENVIRONMENTS)" >&2; exit 2; }
 	@# An environment with a local fleet (fleet_name in its settings) needs Docker, and makes
 	@# its own secrets; any other must bring its vault password.
 	@if grep -qs '^fleet_name:' $(DEPLOY)/group_vars/all/*.yml; then scripts/ensure-docker; \
@@ -99,9 +106,9 @@ wheels: build/wheels/requirements.txt ## Build the app's wheel and fetch its loc
 	# Reproducible: the same wheels give the same bytes, so a re-provision ships nothing.
 	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C build/wheels -cf build/wheels.tar .
 
-# The capacity model (deploy/capacity): every sizing value the roles use, from each
-# environment's capacity.yml and inventory.
-CAPACITY := PYTHONPATH=deploy $(RUN) python -m capacity
+# The capacity model (deploy/capacity, a package in the venv): every sizing value the roles use,
+# from each environment's capacity.yml, calibration.yml and inventory.
+CAPACITY := $(RUN) python -m capacity
 CAPACITY_ENVS = $(patsubst deploy/%/capacity.yml,%,$(wildcard deploy/*/capacity.yml))
 
 .PHONY: capacity
@@ -110,7 +117,7 @@ capacity: venv ## Run the capacity model: build/capacity/capacity.xlsx (live for
 
 # Load tests (loadtests/): Locust against ENV's local fleet on 127.0.0.1, a report folder under
 # build/ENV/loadtest/. Other shapes and knobs: make loadtest LOADTEST_ARGS="--shape soak".
-LOADTESTS := PYTHONPATH=.:deploy $(RUN) python -m loadtests
+LOADTESTS := $(RUN) python -m loadtests
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -123,15 +130,16 @@ bench: venv ## Tuned vs naive deployment vs trivial view vs pgbench, side by sid
 	$(LOADTESTS).bench $(ENV) $(BENCH_ARGS)
 
 .PHONY: calibrate
-calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/capacity.yml
+calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/calibration.yml
 	$(LOADTESTS) $(ENV) --shape calibration $(LOADTEST_ARGS)
 	@echo "Calibrated. Apply any sizing that changed with: make provision ENV=$(ENV)"
 
 .PHONY: provision
 provision: venv check-env wheels ## Stand up (or converge) the whole stack for ENV: make provision [ENV=local]
-	@# The model's checks stop a provision whose sizing cannot work, before any host changes.
-	$(CAPACITY) $(ENV) --out build/$(ENV)/capacity
-	$(PLAYBOOK) -e @build/$(ENV)/capacity/$(ENV).vars.yml ansible/site.yml
+	@# The model's checks stop a provision whose sizing cannot work, before any host changes;
+	@# otherwise its role variables land in $(DEPLOY)/group_vars/all/capacity.generated.yml.
+	$(CAPACITY) $(ENV) --out build/$(ENV)/capacity --group-vars
+	$(PLAYBOOK) ansible/site.yml
 
 .PHONY: admin-password
 admin-password: venv ## Print the admin password of ENV (from its vault)

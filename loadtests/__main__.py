@@ -3,19 +3,19 @@
 Runs Locust headless against ENV's local fleet (https://127.0.0.1:<port> only), samples the
 fleet meanwhile, reconciles the ledger with the database and writes a report folder
 (index.html, summary.json, the raw CSVs). Prints the report's path; exits 1 when a judged
-verdict fails. `--shape calibration` also writes the measured service times into
-deploy/ENV/capacity.yml.
+verdict fails. `--shape calibration` also writes the measured service times, with the machine's
+fingerprint, into deploy/ENV/calibration.yml (never into capacity.yml).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import time
 from pathlib import Path
 
+from capacity import calibration
 from capacity import model as capacity_model
 from loadtests import analysis, plan, report, runner
 from loadtests.fleet import ROOT, Fleet
@@ -27,13 +27,14 @@ SOAK_JUDGED = {
     "no pgbouncer waits below capacity",
     "p95 at the target load",
     "ledger",
+    "no stale reads",
     "valid run",
 }
 JUDGED = {
-    "step": SOAK_JUDGED | {"capacity"},
+    "step": SOAK_JUDGED | {"saturation throughput", "capacity at the target utilisation"},
     "soak": SOAK_JUDGED,
-    "light": {"no errors below capacity", "ledger"},
-    "calibration": {"no errors below capacity", "ledger", "valid run"},
+    "light": {"no errors below capacity", "ledger", "no stale reads"},
+    "calibration": {"no errors below capacity", "ledger", "no stale reads", "valid run"},
 }
 
 
@@ -67,19 +68,19 @@ def arguments(argv=None):
 
 
 def build_plan(args, fleet: Fleet) -> plan.Plan:
-    inputs = capacity_model.load(args.env)
-    values = capacity_model.evaluate(inputs).values
+    model = capacity_model.evaluate(capacity_model.load(args.env))
+    predicted = model.predictions()
     think = args.think
     if think is None:  # calibration wants many requests from few users: a short think
-        think = CALIBRATION_THINK_S if args.shape == "calibration" else inputs.think_time_s
+        think = CALIBRATION_THINK_S if args.shape == "calibration" else predicted.think_time_s
     if args.shape == "step":
-        stages = plan.step_stages(values, think, args.step_seconds)
+        stages = plan.step_stages(predicted, think, args.step_seconds)
     elif args.shape == "soak":
-        stages = plan.soak_stages(values, think, args.seconds or 1800)
+        stages = plan.soak_stages(predicted, think, args.seconds or 1800)
     elif args.shape == "light":
-        stages = plan.light_stages(values, think, args.seconds or 45, args.users)
+        stages = plan.light_stages(predicted, think, args.seconds or 45, args.users)
     else:
-        stages = plan.calibration_stages(values, think, args.seconds or 60, args.users)
+        stages = plan.calibration_stages(predicted, think, args.seconds or 60, args.users)
     return plan.Plan(
         shape=args.shape,
         env=args.env,
@@ -88,46 +89,42 @@ def build_plan(args, fleet: Fleet) -> plan.Plan:
         think_time_s=think,
         stages=stages,
         profile=args.profile,
-        results_view_share=inputs.results_views_per_survey,
+        results_view_share=predicted.results_views_per_survey,
         warmup_s=args.warmup,
-        model={**values, "calibrated": inputs.calibrated},
+        model=plan.report_model(model),
     )
 
 
 CALIBRATED_KEYS = ("page_get", "page_post", "start", "results")
 CALIBRATION_THINK_S = 0.3
+# Where calibrations are written (a test points it at a copy).
+DEPLOY_DIR = capacity_model.DEPLOY_DIR
 
 
-def write_calibration(path: Path, alone, target, db_transaction_ms: float, idle: float) -> dict:
-    """Put measured service times (from the stage with few users), CPU per request above the
-    fleet at rest (from the stage at the target rate) and the CPU at rest into a capacity.yml,
-    keeping its comments."""
-    text = path.read_text()
+def write_calibration(env: str, alone, target, db_transaction_ms: float, idle: float) -> dict:
+    """Write measured service times (from the stage with few users), CPU per request above the
+    fleet at rest (from the stage at the target rate) and the CPU at rest to
+    deploy/ENV/calibration.yml, with this machine's fingerprint; refuse unsound values."""
     service = alone.service_ms
-    values = {
-        "calibrated": "true",
-        "db_transaction_ms": f"{db_transaction_ms:.2f}",
-        "cpu_ms_per_request": f"{target.cpu_ms_per_request:.1f}",
-        "cpu_idle_cores": f"{idle:.2f}",
-    }
+    values = {}
     for endpoint in CALIBRATED_KEYS:
         if endpoint not in service:
             raise SystemExit(f"calibration measured no {endpoint} requests; run it longer")
         mean, p99, _count = service[endpoint]
-        values[f"{endpoint}_ms"] = f"{mean:.1f}"
-        values[f"{endpoint}_p99_ms"] = f"{p99:.0f}"
+        values[f"{endpoint}_ms"] = round(mean, 1)
+        values[f"{endpoint}_p99_ms"] = round(p99)
     measured = {
         "db_transaction_ms": db_transaction_ms,
         "cpu_ms_per_request": target.cpu_ms_per_request,
     }
     for name, value in {**measured, "cpu_idle_cores": idle}.items():
         if not math.isfinite(value) or value < 0 or (value == 0 and name in measured):
-            raise SystemExit(f"calibration measured {name} = {value}; nothing written to {path}")
-    for key, value in values.items():
-        text, found = re.subn(rf"(?m)^(\s+{key}:\s*)[^\s#]+", rf"\g<1>{value}", text)
-        if found != 1:
-            raise SystemExit(f"{path}: no single `{key}:` line to update")
-    path.write_text(text)
+            raise SystemExit(f"calibration measured {name} = {value}; nothing written for {env}")
+    values["db_transaction_ms"] = round(db_transaction_ms, 2)
+    values["cpu_ms_per_request"] = round(target.cpu_ms_per_request, 1)
+    values["cpu_idle_cores"] = round(idle, 2)
+    inputs = capacity_model.load(env, DEPLOY_DIR)
+    calibration.write(env, values, calibration.fingerprint(inputs), DEPLOY_DIR)
     return values
 
 
@@ -135,6 +132,12 @@ def main(argv=None) -> int:
     args = arguments(argv)
     fleet = Fleet.of(args.env)
     the_plan = build_plan(args, fleet)
+    # Service times hold only where they were measured: say so before anything runs, and report
+    # the capacity verdicts of such a run as uncalibrated rather than failed.
+    stale = None if args.shape == "calibration" else calibration.stale_here(args.env)
+    if stale:
+        print(f"loadtest: {stale}", file=sys.stderr, flush=True)
+        the_plan.model["uncalibrated"] = stale
     out = (
         args.out
         or ROOT / "build" / args.env / "loadtest" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.shape}"
@@ -148,13 +151,15 @@ def main(argv=None) -> int:
         JUDGED[args.shape],
         run.extra["idle_cores"],
     )
-    failed = [v.name for v in verdict_list if v.judged and v.passed is not True]
+    failed = [
+        v.name for v in verdict_list if v.judged and not v.uncalibrated and v.passed is not True
+    ]
     if args.shape == "calibration" and not failed:
-        path = (ROOT / "deploy" / args.env / "capacity.yml").resolve()
         written = write_calibration(
-            path, *run.stages, run.extra["db_transaction_ms"], run.extra["idle_cores"]
+            args.env, *run.stages, run.extra["db_transaction_ms"], run.extra["idle_cores"]
         )
         run.extra["calibration"] = written
+        path = calibration.path_of(args.env, DEPLOY_DIR)
         print(f"loadtest: wrote measured service times to {path}: {written}")
     index = report.write(
         out, the_plan, run.requests, run.samples, run.stages, verdict_list, run.ledger, run.extra

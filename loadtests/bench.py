@@ -85,30 +85,31 @@ def naive_environment(tuned: str, pgbouncer: str, primary: str) -> str:
 
 
 def start_naive(fleet: Fleet) -> None:
-    primary = f"{fleet.address(fleet.hosts('db_primary')[0])}:{fleet.setting('postgresql_port')}"
-    pgbouncer = f"127.0.0.1:{fleet.setting('pgbouncer_port')}"
+    primary = f"{fleet.address(fleet.hosts('db_primary')[0])}:{fleet.port('postgresql')}"
+    pgbouncer = f"127.0.0.1:{fleet.port('pgbouncer')}"
+    app_user, gunicorn = fleet.user("app"), f"{fleet.setting('tally_app_venv')}/bin/gunicorn"
     for host in fleet.hosts("web"):
-        tuned = fleet.run(host, "cat", "/etc/tally/tally.env")
-        fleet.run(
+        tuned = fleet.exec(host, "cat", "/etc/tally/tally.env")
+        fleet.exec(
             host,
             "sh",
             "-c",
             f"umask 077; cat > {NAIVE_ENV}",
             stdin=naive_environment(tuned, pgbouncer, primary),
         )
-        fleet.run(host, "sh", "-c", f"{FORGET_NAIVE}; systemctl stop tally.socket tally.service")
-        fleet.run(
+        fleet.exec(host, "sh", "-c", f"{FORGET_NAIVE}; systemctl stop tally.socket tally.service")
+        fleet.exec(
             host,
             "systemd-run",
             "--unit=tally-naive",
-            "--uid=tally",
-            "--gid=tally",
+            f"--uid={app_user}",
+            f"--gid={app_user}",
             f"--property=EnvironmentFile={NAIVE_ENV}",
-            "/opt/tally/venv/bin/gunicorn",
+            gunicorn,
             "--bind",
-            f"127.0.0.1:{fleet.setting('app_port')}",
+            f"127.0.0.1:{fleet.port('gunicorn')}",
             "--bind",
-            f"{fleet.address(host)}:{fleet.setting('app_port')}",
+            f"{fleet.address(host)}:{fleet.port('gunicorn')}",
             "tally.wsgi",
         )
 
@@ -118,7 +119,7 @@ def stop_naive(fleet: Fleet) -> None:
     errors = []
     for host in fleet.hosts("web"):
         try:
-            fleet.run(
+            fleet.exec(
                 host,
                 "sh",
                 "-c",
@@ -189,7 +190,7 @@ def pgbench(fleet: Fleet, seconds: float) -> list[dict]:
     low, high = min(map(int, ids)), max(map(int, ids))
     results = []
     try:
-        fleet.run(
+        fleet.exec(
             host,
             "sh",
             "-c",
@@ -197,7 +198,7 @@ def pgbench(fleet: Fleet, seconds: float) -> list[dict]:
             stdin=pgbench_script(questions.split(",")),
         )
         for clients in PGBENCH_CLIENTS:
-            output = fleet.run(
+            output = fleet.exec(
                 host,
                 "runuser",
                 "-u",
@@ -217,7 +218,7 @@ def pgbench(fleet: Fleet, seconds: float) -> list[dict]:
                 f"lo={low}",
                 "-D",
                 f"hi={high}",
-                fleet.setting("postgresql_app_database"),
+                fleet.database,
             )
             tps = float(re.search(r"tps = ([\d.]+)", output).group(1))
             latency = float(re.search(r"latency average = ([\d.]+) ms", output).group(1))
@@ -233,7 +234,7 @@ def pgbench(fleet: Fleet, seconds: float) -> list[dict]:
             f"WHERE token LIKE '{PGBENCH_PREFIX}%');"
             f"DELETE FROM surveys_response WHERE token LIKE '{PGBENCH_PREFIX}%';",
         )
-        fleet.run(host, "rm", "-f", "/run/tally-bench-submit.sql")
+        fleet.exec(host, "rm", "-f", "/run/tally-bench-submit.sql")
     return results
 
 

@@ -1,38 +1,93 @@
-"""The fleet under load: its hosts by group, how to run a command on one, its secrets.
+"""A provisioned fleet as the end-to-end tests, the load tests and the bench reach it.
 
-Local environments (those with a `fleet_name`) are containers on this machine, reached with
-`docker exec`; that is what `make loadtest` drives.
+Ports, users and names come from the topology the roles read (ansible/group_vars/all), hosts
+and groups from deploy/ENV/inventory.yml, the fleet's name and published ports from
+deploy/ENV/group_vars. Local environments (those with a `fleet_name`) are containers on this
+machine, reached with `docker exec`. A secret never goes on a command line: `docker exec` gets
+only the names of the variables, and the docker client copies their values from its own
+environment; SQL and scripts go on stdin.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from capacity.model import inventory_groups
-
 ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGY = ROOT / "ansible" / "group_vars" / "all"
+# A whole Jinja reference to a variable, as role defaults and the topology write them.
+REFERENCE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 
 
-def settings(env: str) -> dict:
-    """The plain (non-vault) group_vars/all of deploy/ENV, merged in file order."""
+class FleetError(RuntimeError):
+    """A command on a host failed."""
+
+
+def _merged(folder: Path) -> dict:
+    """The plain (non-vault) YAML files of a group_vars folder, merged in file order."""
     merged: dict = {}
-    for path in sorted((ROOT / "deploy" / env / "group_vars" / "all").glob("*.yml")):
+    for path in sorted(folder.glob("*.yml")):
         if path.name != "vault.yml":
             merged.update(yaml.safe_load(path.read_text()) or {})
     return merged
 
 
+def topology() -> dict:
+    """The topology every environment shares: tally_ports, tally_users, tally_database, ..."""
+    return _merged(TOPOLOGY)
+
+
+def settings(env: str) -> dict:
+    """The plain group_vars/all of deploy/ENV."""
+    return _merged(ROOT / "deploy" / env / "group_vars" / "all")
+
+
 def role_defaults() -> dict:
-    """Every role's defaults (ports, names) as the roles declare them, unrendered."""
+    """Every role's defaults, as the roles declare them (unrendered)."""
     merged: dict = {}
     for path in sorted((ROOT / "ansible" / "roles").glob("*/defaults/main.yml")):
         merged.update(yaml.safe_load(path.read_text()) or {})
     return merged
+
+
+def inventory_groups(path: Path) -> dict[str, list[str]]:
+    """Every group of an Ansible YAML inventory with its hosts (children's included), in
+    inventory order."""
+    groups: dict[str, list[str]] = {}
+
+    def walk(name: str, group: dict | None) -> list[str]:
+        group = group or {}
+        hosts = list(group.get("hosts") or {})
+        for child, body in (group.get("children") or {}).items():
+            hosts += walk(child, body)
+        groups[name] = list(dict.fromkeys(groups.get(name, []) + hosts))
+        return groups[name]
+
+    walk("all", yaml.safe_load(path.read_text())["all"])
+    return groups
+
+
+def resolve(value, scope: dict):
+    """`value` with its references to plain variables of `scope` filled in ("{{ a.b }}" alone
+    keeps the referenced value's type). Expressions with filters are left as they are."""
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match):
+        node = scope
+        for part in match.group(1).split("."):
+            node = node[part]
+        return resolve(node, scope)
+
+    whole = REFERENCE.fullmatch(value.strip())
+    if whole:
+        return lookup(whole)
+    return REFERENCE.sub(lambda match: str(lookup(match)), value)
 
 
 def vault(env: str) -> dict:
@@ -53,13 +108,20 @@ def vault(env: str) -> dict:
     return yaml.safe_load(result.stdout)
 
 
+def replica_name(host: str) -> str:
+    """A replica's name in its slot, pgbouncer entry and app alias (tally_db_replicas)."""
+    return re.sub(r"[^a-z0-9_]", "_", host.lower())
+
+
 @dataclass(frozen=True)
 class Fleet:
     env: str
     name: str  # container name prefix
     https_port: int
-    groups: dict[str, set[str]]
-    values: dict  # role defaults, overridden by the environment's group_vars
+    http_port: int
+    groups: dict[str, list[str]]
+    values: dict  # role defaults, the environment's group_vars, then the topology
+    runs: dict = field(default_factory=dict, compare=False)  # provisions the e2e fixture ran
 
     @classmethod
     def of(cls, env: str) -> Fleet:
@@ -67,23 +129,59 @@ class Fleet:
         if "fleet_name" not in values:
             raise SystemExit(
                 f"ENV={env} is not a local fleet (no fleet_name in deploy/{env}/group_vars): "
-                "`make loadtest` drives local fleets; see loadtests/README.md for others."
+                "the load tests and the e2e tests drive local fleets; see loadtests/README.md."
             )
         groups = inventory_groups(ROOT / "deploy" / env / "inventory.yml")
-        merged = {**role_defaults(), **values}
-        return cls(env, values["fleet_name"], int(values["fleet_https_port"]), groups, merged)
+        # Ansible's order: a playbook's group_vars/all outranks the inventory's.
+        merged = {**role_defaults(), **values, **topology()}
+        return cls(
+            env,
+            values["fleet_name"],
+            int(values["fleet_https_port"]),
+            int(values["fleet_http_port"]),
+            groups,
+            merged,
+        )
+
+    # --- The topology ---------------------------------------------------------------------
 
     def setting(self, name: str):
-        """A port or name the roles use: the environment's value, else the role default."""
-        return self.values[name]
+        """A role variable or topology value, with plain references filled in."""
+        return resolve(self.values[name], self.values)
 
-    def pgbouncer_psql(self) -> tuple[str, ...]:
-        """psql on pgbouncer's console as its stats user, from the web host itself; the
-        password comes in PGPASSWORD."""
-        return (
-            *("psql", "-XAq", "-h", "127.0.0.1", "-p", str(self.setting("pgbouncer_port"))),
-            *("-U", self.setting("pgbouncer_stats_user"), "-P", "footer=off", "pgbouncer"),
-        )
+    def port(self, service: str) -> int:
+        """A service's port on its hosts: tally_ports[service]."""
+        return int(self.values["tally_ports"][service])
+
+    def user(self, service: str) -> str:
+        """The user a service logs in as: tally_users[service]."""
+        return self.values["tally_users"][service]
+
+    @property
+    def database(self) -> str:
+        return self.values["tally_database"]
+
+    def replicas(self) -> list[dict[str, str]]:
+        """Each replica as {host, name, database}, like tally_db_replicas."""
+        names = {host: replica_name(host) for host in self.groups.get("db_replica", [])}
+        return [
+            {"host": host, "name": name, "database": f"{self.database}_{name}"}
+            for host, name in names.items()
+        ]
+
+    def hosts(self, group: str) -> list[str]:
+        return sorted(self.groups.get(group, ()))
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    @property
+    def ca(self) -> Path:
+        return ROOT / "build" / self.env / "ca" / "ca.crt"
+
+    def container(self, host: str) -> str:
+        return f"{self.name}-{host}"
 
     def address(self, host: str) -> str:
         """A host's address on the fleet network, as docker assigned it."""
@@ -101,24 +199,11 @@ class Fleet:
         )
         return result.stdout.split()[0]
 
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
-
-    @property
-    def ca(self) -> Path:
-        return ROOT / "build" / self.env / "ca" / "ca.crt"
-
-    def hosts(self, group: str) -> list[str]:
-        return sorted(self.groups.get(group, ()))
-
-    def container(self, host: str) -> str:
-        return f"{self.name}-{host}"
+    # --- Commands on the hosts ------------------------------------------------------------
 
     def command(self, host: str, *argv: str, env: dict[str, str] | None = None) -> list[str]:
         """argv to run a command on `host` (stdin attached). Only the names of `env` are on the
-        command line: docker copies their values from its own environment (see environ()), so
-        a password never shows in a process listing."""
+        command line: docker copies their values from its own environment (see environ())."""
         names = [f"--env={key}" for key in env or {}]
         return ["docker", "exec", "-i", *names, self.container(host), *argv]
 
@@ -127,27 +212,61 @@ class Fleet:
         """The environment for the docker client of command(..., env=env)."""
         return {**os.environ, **(env or {})}
 
-    def run(self, host: str, *argv: str, stdin: str | None = None, env=None) -> str:
-        result = subprocess.run(
+    def run(
+        self, host: str, *argv: str, stdin: str | None = None, env=None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        """Run a command on a host, whatever its exit status."""
+        return subprocess.run(
             self.command(host, *argv, env=env),
             input=stdin,
             capture_output=True,
             text=True,
             env=self.environ(env),
+            timeout=timeout,
+            check=False,
         )
-        if result.returncode:
-            raise RuntimeError(f"{host}: {' '.join(argv[:3])}... failed: {result.stderr.strip()}")
-        return result.stdout
 
-    def pgbouncer(self, host: str, command: str, password: str) -> list[dict[str, str]]:
-        """Rows of a pgbouncer console command (SHOW STATS, SHOW POOLS) on a web host."""
-        argv = (*self.pgbouncer_psql(), "-c", command)
-        output = self.run(host, *argv, env={"PGPASSWORD": password})
-        header, *rows = (line.split("|") for line in output.splitlines())
-        return [dict(zip(header, row, strict=False)) for row in rows]
+    def exec(self, host: str, *argv: str, stdin: str | None = None, env=None) -> str:
+        """Run a command on a host that must succeed; returns its stdout."""
+        result = self.run(host, *argv, stdin=stdin, env=env)
+        if result.returncode:
+            raise FleetError(
+                f"{host}: {' '.join(argv[:3])}... failed: {result.stdout}{result.stderr}".strip()
+            )
+        return result.stdout
 
     def psql(self, host: str, sql: str, database: str | None = None) -> str:
         """Run SQL (from stdin, so COPY ... FROM STDIN works) as postgres on a database host."""
         argv = ("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1")
-        database = database or self.setting("postgresql_app_database")
-        return self.run(host, *argv, "-d", database, stdin=sql)
+        return self.exec(host, *argv, "-d", database or self.database, stdin=sql)
+
+    def sql(self, host: str, query: str, database: str | None = None) -> list[list[str]]:
+        """Rows of a query run as postgres on a database host, each a list of text fields."""
+        out = self.psql(host, query, database)
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def pgbouncer_psql(self) -> tuple[str, ...]:
+        """psql on pgbouncer's console as its stats user, from the web host itself; the
+        password comes in PGPASSWORD."""
+        return (
+            *("psql", "-XAq", "-h", "127.0.0.1", "-p", str(self.port("pgbouncer"))),
+            *("-U", self.user("pgbouncer_stats"), "-P", "footer=off", "pgbouncer"),
+        )
+
+    def pgbouncer(self, host: str, command: str, password: str) -> list[dict[str, str]]:
+        """Rows of a pgbouncer console command (SHOW STATS, SHOW POOLS) on a web host."""
+        argv = (*self.pgbouncer_psql(), "-c", command)
+        output = self.exec(host, *argv, env={"PGPASSWORD": password})
+        header, *rows = (line.split("|") for line in output.splitlines())
+        return [dict(zip(header, row, strict=False)) for row in rows]
+
+    def connects(self, source: str, target: str, port: int) -> bool:
+        """Whether `source` can open a TCP connection to `target`:`port` within two seconds."""
+        probe = (
+            "import socket, sys\n"
+            "try:\n"
+            f"    socket.create_connection(({target!r}, {int(port)}), 2).close()\n"
+            "except OSError:\n"
+            "    sys.exit(1)\n"
+        )
+        return self.run(source, "python3", "-", stdin=probe).returncode == 0

@@ -11,7 +11,8 @@ class Form(HTMLParser):
 
     `fields` is what a taker who picks the first option everywhere sends; `answers(rng)` is a
     random but valid set of answers: one option of each radio group, one or more of each set of
-    checkboxes, a short text in every textarea.
+    checkboxes, a short text in every textarea. `saved` is what the page shows as already
+    answered (checked options, textarea contents): a re-read compares it with what was posted.
     """
 
     def __init__(self, html: str):
@@ -21,6 +22,8 @@ class Form(HTMLParser):
         self.radios: dict[str, list[str]] = {}
         self.checkboxes: dict[str, list[str]] = {}
         self.texts: list[str] = []
+        self.saved: dict[str, list[str]] = {}
+        self._textarea: str | None = None
         self._in_form = False
         self._done = False
         self.feed(html)
@@ -57,9 +60,37 @@ class Form(HTMLParser):
                 self.checkboxes.setdefault(name, []).append(value)
             elif kind != "submit":
                 self.hidden[name] = value
+            if kind in ("radio", "checkbox") and "checked" in attrs:
+                self.saved.setdefault(name, []).append(value)
         elif tag == "textarea":
             self.texts.append(attrs["name"])
+            self._textarea = attrs["name"]
+
+    def handle_data(self, data):
+        if self._textarea is not None:
+            self.saved.setdefault(self._textarea, []).append(data)
 
     def handle_endtag(self, tag):
-        if tag == "form" and self._in_form:
+        if tag == "textarea" and self._textarea is not None:
+            # One value, however the parser chunked it; like a browser, drop the newline that
+            # may follow the start tag (Django's widget writes one).
+            text = "".join(self.saved.pop(self._textarea, [])).removeprefix("\n")
+            if text:
+                self.saved[self._textarea] = [text]
+            self._textarea = None
+        elif tag == "form" and self._in_form:
             self._in_form, self._done = False, True
+
+    def stale(self, posted: dict) -> list[str]:
+        """The questions whose shown answer differs from what was posted (a stale read)."""
+        return sorted(
+            name
+            for name in [*self.radios, *self.checkboxes, *self.texts]
+            if sorted(_as_list(posted.get(name))) != sorted(self.saved.get(name, []))
+        )
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

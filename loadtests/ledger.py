@@ -39,6 +39,15 @@ def read(path: Path) -> tuple[list[str], list[str]]:
     return pages, completed
 
 
+def stale_reads(path: Path) -> tuple[int, int]:
+    """(re-reads, stale ones) of rereads.csv: a taker's reads of the page it had just saved."""
+    if not path.exists():
+        return 0, 0
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return len(rows), sum(bool(row["stale"].strip()) for row in rows)
+
+
 def _missing(fleet: Fleet, host: str, pages: list[str], completed: list[str]) -> tuple[int, int]:
     # read() admits only uuids and URL-safe base64 tokens: nothing to quote inside the arrays.
     sql = MISSING_ANSWERS.format(ids="{" + ",".join(pages) + "}") + MISSING_COMPLETIONS.format(

@@ -4,7 +4,9 @@ Every request is checked for what a browser would see (status, redirect target, 
 text the page must have); a response that fails its check is a failure in the statistics, and
 the taker gives up that survey. Each page submission carries a fresh submission_id, and every
 one the site acknowledged (its redirect to the next page) goes into the ledger, which the run
-reconciles with the database afterwards.
+reconciles with the database afterwards. Straight after each acknowledged page, the taker reads
+that page again, as the browser's Back button would, and compares the answers it shows with the
+ones it posted: a difference is a stale read of the client's own write (rereads.csv).
 
 The plan (stages, think time, CA) comes from the JSON file named by TALLY_LOAD_PLAN; results go
 to the directory TALLY_LOAD_OUT. In distributed mode the workers send their records to the
@@ -41,6 +43,7 @@ FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 # This process's records, drained to the master in distributed mode.
 records: list[tuple] = []  # (time, name, response_ms, server_ms, ok)
 ledger: list[tuple] = []  # (kind, id, slug, token, page)
+rereads: list[tuple] = []  # (time, token, page, questions shown stale, separated by spaces)
 stage_starts: list[tuple] = []  # (time, label, users)
 
 
@@ -71,9 +74,10 @@ def _record(request_type, name, response_time, response, exception, **_kwargs):
 
 @events.report_to_master.add_listener
 def _send(client_id, data):
-    data["tally"] = {"records": records[:], "ledger": ledger[:]}
+    data["tally"] = {"records": records[:], "ledger": ledger[:], "rereads": rereads[:]}
     records.clear()
     ledger.clear()
+    rereads.clear()
 
 
 @events.worker_report.add_listener
@@ -81,6 +85,7 @@ def _receive(client_id, data):
     tally = data.get("tally") or {}
     records.extend(tuple(row) for row in tally.get("records", []))
     ledger.extend(tuple(row) for row in tally.get("ledger", []))
+    rereads.extend(tuple(row) for row in tally.get("rereads", []))
 
 
 @events.quitting.add_listener
@@ -96,6 +101,10 @@ def _write(environment, **_kwargs):
         writer = csv.writer(f)
         writer.writerow(["kind", "id", "slug", "token", "page"])
         writer.writerows(ledger)
+    with (OUT / "rereads.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["time", "token", "page", "stale"])
+        writer.writerows(rereads)
     (OUT / "stages.json").write_text(
         json.dumps(
             [{"time": t, "label": label, "users": users} for t, label, users in stage_starts]
@@ -189,11 +198,18 @@ class SurveyTaker(_Site):
                 ledger.append(("done", token, slug, token, 0))
                 break
             ledger.append(("page", submission, slug, token, position))
+            self.reread(url, values, token, position)
             url, position = next_url, position + 1
         with self.client.get(next_url, name="done GET", catch_response=True) as response:
             self.expect(response, 200, text="Thank you")
         if self.rng.random() < PLAN.results_view_share:
             self.view_results(slug)
+
+    def reread(self, url, posted, token, position):
+        """Read the page just saved and note any answer it shows that differs from the post."""
+        with self.client.get(url, name="page reread GET", catch_response=True) as response:
+            form = self.expect(response, 200, form=True)
+        rereads.append((time.time(), token, position, " ".join(form.stale(posted))))
 
 
 class ResultsViewer(_Site):

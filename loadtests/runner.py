@@ -80,7 +80,7 @@ def run_locust(the_plan: plan.Plan, out: Path, processes: int) -> int:
         **os.environ,
         "TALLY_LOAD_PLAN": str(out / "plan.json"),
         "TALLY_LOAD_OUT": str(out),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "deploy")]),
+        "PYTHONPATH": str(ROOT),
     }
     with (out / "locust.log").open("w") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -150,6 +150,7 @@ def execute(fleet: Fleet, the_plan: plan.Plan, out: Path, processes: int = 1) ->
     ]
     reconciled = ledger.reconcile(fleet, out / "ledger.csv")
     reconciled["generator_processes"] = processes
+    reconciled["rereads"], reconciled["stale_reads"] = ledger.stale_reads(out / "rereads.csv")
     # Locust's own count can trail ours by a request or two finishing as it stops; only a
     # shortfall means records were lost.
     reconciled["records_lost"] = max(0, locust_count(out / "locust_stats.csv") - len(requests))

@@ -2,8 +2,9 @@
 
 - db hosts: client backends in pg_stat_activity (all, and active), and on the primary the
   replicas' replay lag from pg_stat_replication;
-- web hosts: pgbouncer's SHOW POOLS (clients active and waiting, server connections, maxwait),
-  read as its stats user;
+- web hosts: pgbouncer's SHOW POOLS (clients active and waiting, server connections, maxwait)
+  and SHOW STATS (its running total of the time clients waited for a server connection, so a
+  wait shorter than a sample interval still counts), read as its stats user;
 - cache hosts: the clients of each Redis instance (established connections, which is what
   INFO clients counts; the app's ACL users may not run INFO);
 - CPU of every host (its container's cgroup), of the load generator and of the machine.
@@ -38,10 +39,10 @@ ACTIVITY_SQL = (
     "pg_current_wal_lsn(), replay_lsn)), 0) FROM pg_stat_replication) END "
     "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
-# Metric name -> the redis role's port variable.
+# Metric name -> the Redis instance's port in the topology (tally_ports).
 REDIS_PORTS = {
-    "redis_cache_clients": "redis_cache_port",
-    "redis_sessions_clients": "redis_sessions_port",
+    "redis_cache_clients": "redis_cache",
+    "redis_sessions_clients": "redis_sessions",
 }
 
 
@@ -85,6 +86,17 @@ def parse_pools(lines: list[str]) -> dict[str, float]:
     }
 
 
+def parse_stats(lines: list[str]) -> dict[str, float]:
+    """SHOW STATS (psql -A, with header): microseconds clients have waited, over every database."""
+    header, *rows = (line.split("|") for line in lines)
+    waited = 0.0
+    for row in rows:
+        database = dict(zip(header, row, strict=False))
+        if database.get("database") != "pgbouncer":
+            waited += float(database.get("total_wait_time") or 0)
+    return {"pgb_wait_us": waited}
+
+
 def parse_redis(lines: list[str]) -> dict[str, float]:
     return {metric: float(count) for metric, count in zip(REDIS_PORTS, lines, strict=True)}
 
@@ -113,11 +125,12 @@ class Sampling:
             env = {"PGPASSWORD": stats_password}
             psql = self.fleet.pgbouncer_psql()
             self._remote(host, psql, parse_pools, stdin="SHOW POOLS" + watch, env=env)
+            self._remote(host, psql, parse_stats, stdin="SHOW STATS" + watch, env=env)
         for host in self.fleet.hosts("cache"):
             counts = "; ".join(
                 f"awk '$4 == \"01\" && $2 ~ /:{int(port):04X}$/' "
                 "/proc/net/tcp /proc/net/tcp6 | wc -l"
-                for port in map(self.fleet.setting, REDIS_PORTS.values())
+                for port in map(self.fleet.port, REDIS_PORTS.values())
             )
             self._remote(host, _shell_loop(counts, self.interval, self.deadline), parse_redis)
         self._thread(self._cpu)
