@@ -67,6 +67,15 @@ def arguments(argv=None):
     return p.parse_args(argv)
 
 
+def deployed_worker_slots(fleet: Fleet, threads: int) -> int:
+    """The request slots the web hosts really run: gunicorn's workers now, times threads."""
+    workers = {host: fleet.gunicorn_workers(host) for host in fleet.hosts("web")}
+    idle = [host for host, count in workers.items() if not count]
+    if idle:
+        raise SystemExit(f"No gunicorn workers run on {', '.join(idle)}: is the app up?")
+    return sum(workers.values()) * threads
+
+
 def build_plan(args, fleet: Fleet) -> plan.Plan:
     model = capacity_model.evaluate(capacity_model.load(args.env))
     predicted = model.predictions()
@@ -91,7 +100,11 @@ def build_plan(args, fleet: Fleet) -> plan.Plan:
         profile=args.profile,
         results_view_share=predicted.results_views_per_survey,
         warmup_s=args.warmup,
-        model=plan.report_model(model),
+        model={
+            **plan.report_model(model),
+            # Utilisation is judged against the worker slots the fleet really runs.
+            "deployed_worker_slots": deployed_worker_slots(fleet, model.values["gunicorn_threads"]),
+        },
     )
 
 

@@ -87,7 +87,7 @@ def naive_environment(tuned: str, pgbouncer: str, primary: str) -> str:
 def start_naive(fleet: Fleet) -> None:
     primary = f"{fleet.address(fleet.hosts('db_primary')[0])}:{fleet.port('postgresql')}"
     pgbouncer = f"127.0.0.1:{fleet.port('pgbouncer')}"
-    app_user, gunicorn = fleet.user("app"), f"{fleet.setting('tally_app_venv')}/bin/gunicorn"
+    app_user, gunicorn = fleet.user("app"), fleet.gunicorn()
     for host in fleet.hosts("web"):
         tuned = fleet.exec(host, "cat", "/etc/tally/tally.env")
         fleet.exec(

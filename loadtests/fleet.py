@@ -235,6 +235,16 @@ class Fleet:
             )
         return result.stdout
 
+    def gunicorn(self) -> str:
+        """The gunicorn the app role installs on the web hosts."""
+        return f"{self.setting('tally_app_venv')}/bin/gunicorn"
+
+    def gunicorn_workers(self, host: str) -> int:
+        """Worker processes gunicorn runs on a web host now: its processes less the arbiter
+        (workers are forks of it, with the same command line)."""
+        found = self.run(host, "pgrep", "-c", "-f", f"^[^ ]*python[^ ]* {self.gunicorn()} ")
+        return max(0, int(found.stdout.strip() or 0) - 1)
+
     def psql(self, host: str, sql: str, database: str | None = None) -> str:
         """Run SQL (from stdin, so COPY ... FROM STDIN works) as postgres on a database host."""
         argv = ("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1")
