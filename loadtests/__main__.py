@@ -31,7 +31,7 @@ SOAK_JUDGED = {
     "valid run",
 }
 JUDGED = {
-    "step": SOAK_JUDGED | {"saturation throughput", "capacity at the target utilisation"},
+    "step": SOAK_JUDGED | analysis.CAPACITY_VERDICTS,
     "soak": SOAK_JUDGED,
     "light": {"no errors below capacity", "ledger", "no stale reads"},
     "calibration": {"no errors below capacity", "ledger", "no stale reads", "valid run"},

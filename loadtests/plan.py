@@ -90,9 +90,8 @@ def _stage(label, rate, p: Predictions, think, seconds, spawn_rate=20.0, ceiling
 def step_stages(p: Predictions, think_time_s: float, step_s: float) -> list[Stage]:
     """The target load, steps up to and a little past the predicted capacity at the target
     utilisation, then steps around the predicted saturation (the knee)."""
-    stages = []
-    if p.offered_rps < p.capacity_rps:
-        stages.append(_stage("target", p.offered_rps, p, think_time_s, step_s))
+    # The target load always has its stage, beyond the capacity too: its p95 is measured.
+    stages = [_stage("target", p.offered_rps, p, think_time_s, step_s)]
     ceiling = MAX_FRACTION * p.capacity_rps
     stages += [
         _stage(f"{f:g}x", f * p.capacity_rps, p, think_time_s, step_s, ceiling=ceiling)

@@ -19,7 +19,7 @@ logger = logging.getLogger("tally.routing")
 # One round trip per replica and status TTL. Health comes from the WAL receiver and the
 # replica's identity, not from received == replayed: a replica whose receiver died has replayed
 # all it received and looks current by its own numbers. pg_stat_wal_receiver shows its columns
-# only to roles with pg_read_all_stats (part of pg_monitor); to others they read NULL.
+# only to roles with pg_read_all_stats; to others they read NULL.
 STATUS_SQL = """
 SELECT pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text,
@@ -188,7 +188,8 @@ class ReplicaPool:
             primary.reachable = False
             primary.down_until = now + self.retry_seconds
             logger.warning(
-                "cannot read the primary's position (%s); replicas are judged on their own for %ss",
+                "cannot read the primary's position (%s); replicas are judged by it as last seen "
+                "for %ss",
                 exc.__class__.__name__,
                 self.retry_seconds,
             )
@@ -251,17 +252,16 @@ class ReplicaPool:
             return "it is not in recovery, so it cannot be trusted as a replica"
         if primary.system_identifier not in (None, system_identifier):
             return f"it is a copy of system {system_identifier}, not {primary.system_identifier}"
-        if not primary.reachable:
-            # Nothing to stream from or compare with, and the reads' fallback is gone too: a
-            # replica holding what the primary sent beats an error.
-            return None
+        # A failed probe of the primary (a pgbouncer wait under load, as well as an outage)
+        # opens no gate: the checks below use the primary as last seen, and a replica whose
+        # receiver still streams has a primary to stream from.
         if pid is None:
             return "its WAL receiver is not running"
         if receiver is None:
-            return "the app's role cannot read pg_stat_wal_receiver: grant it pg_monitor"
+            return "the app's role cannot read pg_stat_wal_receiver: grant it pg_read_all_stats"
         if receiver != "streaming":
             return f"its WAL receiver is {receiver}, not streaming"
-        if timeline != primary.timeline:
+        if primary.timeline is not None and timeline != primary.timeline:
             return f"it follows timeline {timeline}, the primary is on {primary.timeline}"
         if slot in primary.lost_slots:
             return f"the primary invalidated its replication slot {slot}"

@@ -5,6 +5,7 @@ import uuid
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.views.decorators.http import require_GET, require_http_methods
 
 from routing.state import reads_from_replica
@@ -72,7 +73,8 @@ def survey_start(request, slug):
         form = StartForm(request.POST)
         if form.is_valid():
             response = services.response_start(
-                survey_id=definition.id, start_key=form.cleaned_data["start_key"]
+                survey_id=definition.id,
+                start_key=_browser_start_key(request, form.cleaned_data["start_key"]),
             )
             taker = takers.Taker(
                 response.pk,
@@ -90,6 +92,16 @@ def survey_start(request, slug):
         "resume_token": takers.in_progress_token(request, definition.id),
     }
     return render(request, "surveys/start.html", context, status=400 if context["refused"] else 200)
+
+
+def _browser_start_key(request, key):
+    """The form's key bound to this browser's CSRF secret: a double click of one form finds
+    the response it started, but the key sent from another browser (a copied page, a replayed
+    request) starts a response of its own instead of handing over someone's resume link."""
+    if key is None:
+        return None
+    secret = request.META.get("CSRF_COOKIE", "")
+    return uuid.UUID(bytes=salted_hmac("tally.start_key", f"{key}:{secret}").digest()[:16])
 
 
 @require_GET

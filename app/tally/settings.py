@@ -153,7 +153,7 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": env_str("TALLY_CACHE_URL"),
         "KEY_PREFIX": "tally",
-        # A cache outage degrades to misses (reads from the replica) instead of errors.
+        # A cache outage degrades to misses (rebuilt from the primary) instead of errors.
         "OPTIONS": {**_REDIS_TIMEOUTS, "IGNORE_EXCEPTIONS": True},
     }
     if env_bool("TALLY_CACHE_ENABLED", True)

@@ -354,9 +354,9 @@ def _build(replication, bindir, demote):
             )
         )
         # As Ansible grants it: the replica pool reads pg_stat_wal_receiver's columns, which
-        # only pg_read_all_stats (part of pg_monitor) shows.
+        # only pg_read_all_stats shows.
         admin.execute(
-            psycopg.sql.SQL("GRANT pg_monitor TO {}").format(
+            psycopg.sql.SQL("GRANT pg_read_all_stats TO {}").format(
                 psycopg.sql.Identifier(replication.app_user)
             )
         )

@@ -248,7 +248,7 @@ class InjectedPool(ReplicaPool):
         self.rows[PRIMARY] = (False, position, walfile, "7", list(lost))
 
     def replica_row(self, alias, replay, *, age=0.0, system="7", receiver="streaming", tli=1):
-        """`receiver`: its status, None when there is no receiver, "hidden" without pg_monitor."""
+        """`receiver`: its status; None without a receiver; "hidden" without pg_read_all_stats."""
         pid = None if receiver is None else 4242
         status = None if receiver in (None, "hidden") else receiver
         self.rows[alias] = (True, replay, age, system, pid, status, tli, f"slot_{alias}")
@@ -309,7 +309,7 @@ def test_the_pin_is_kept_while_another_replica_lags(monkeypatch):
         ({"receiver": "starting"}, "its WAL receiver is starting, not streaming"),
         (
             {"receiver": "hidden"},
-            "the app's role cannot read pg_stat_wal_receiver: grant it pg_monitor",
+            "the app's role cannot read pg_stat_wal_receiver: grant it pg_read_all_stats",
         ),
         ({"system": "8"}, "it is a copy of system 8, not 7"),
         ({"tli": 2}, "it follows timeline 2, the primary is on 1"),
@@ -366,13 +366,19 @@ def test_the_lag_is_how_long_the_primary_has_been_ahead_of_the_replica():
     assert not status.usable
 
 
-def test_with_the_primary_unreachable_a_replica_still_serves_reads():
-    """Nothing to stream from, and the reads' fallback is down: the replica beats an error."""
-    fake = InjectedPool(["replica_db2"])
-    fake.rows[PRIMARY] = OperationalError("primary down")
-    fake.replica_row("replica_db2", "0/5000", receiver=None)
-    assert fake.choose() == "replica_db2"
-    assert fake.choose(lsn.parse("0/5001")) is None, "its pinned clients still wait for it"
+def test_a_failed_primary_probe_keeps_the_replica_checks():
+    """A probe of the primary that fails (a pgbouncer wait under load) opens no gate."""
+    fake = InjectedPool(["replica_db2", "replica_db3"])
+    fake.replica_row("replica_db2", "0/5000")
+    fake.replica_row("replica_db3", "0/5000")
+    assert fake.choose() is not None  # the primary has been seen: position 0/5000, timeline 1
+    fake.rows[PRIMARY] = OperationalError("query_wait_timeout")
+    fake.now += 1
+    fake.replica_row("replica_db3", "0/5000", receiver=None)
+    assert {fake.choose() for _ in range(10)} == {"replica_db2"}, "db3 stopped streaming"
+    fake.replica_row("replica_db2", "0/5000", tli=2)
+    assert fake.choose() is None, "judged against the timeline last seen on the primary"
+    assert fake.status("replica_db3").reason == "its WAL receiver is not running"
 
 
 # --- Failing replicas, with the real servers ----------------------------------------------------

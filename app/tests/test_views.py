@@ -424,6 +424,18 @@ def test_a_double_clicked_start_makes_one_response(client, replication):
     assert Response.objects.count() == 1
 
 
+def test_a_start_form_sent_from_another_browser_starts_its_own_response(client, replication):
+    seeded_survey(replication)
+    form = dict(_start_form(client))
+    first = client.post("/s/climate/", form)
+    other = https_client()
+    copied = {**form, "csrfmiddlewaretoken": csrf_token(other.get("/s/climate/"))}
+    second = other.post("/s/climate/", copied)
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] != second["Location"], "another browser got the first one's link"
+    assert Response.objects.count() == 2
+
+
 def test_concurrent_posts_of_one_start_form_make_one_response(client, replication):
     seeded_survey(replication)
     form = dict(_start_form(client))

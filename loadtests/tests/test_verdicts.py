@@ -60,7 +60,7 @@ def step(knee_rps=100.0):
         offered = 100.0 * fraction
         achieved = min(offered, knee_rps)
         p95 = 120.0 if offered <= knee_rps else 2000.0
-        out.append(stage(f"{fraction}x", offered, achieved, p95=p95))
+        out.append(stage(f"{fraction:g}x", offered, achieved, p95=p95))
     return out
 
 
@@ -69,7 +69,7 @@ def test_the_knee_is_the_highest_throughput_held_within_the_objective():
     knee = found["saturation throughput"]
     assert knee.passed is True
     # Stage 1.0x offered 100/s and got 95/s past the objective: the knee is stage 0.9x's 90/s.
-    assert knee.measured.startswith("90.0 requests/s (0.90x; stage 0.9x")
+    assert knee.measured.startswith("90.0 requests/s (0.90x; stage 0.9x,")
     assert "higher still" not in knee.measured
 
 
@@ -95,12 +95,18 @@ def test_no_stage_within_the_objective_fails_the_knee():
 
 
 def test_the_stage_at_the_predicted_capacity_is_read_directly():
-    ok = verdicts([stage("1x", 60.0, 58.0, p95=200)])["capacity at the target utilisation"]
-    assert ok.passed is True
-    slow = verdicts([stage("1x", 60.0, 58.0, p95=800)])["capacity at the target utilisation"]
-    assert slow.passed is False
-    short = verdicts([stage("1x", 60.0, 45.0)])["capacity at the target utilisation"]
-    assert short.passed is False
+    def at_capacity(**changes):
+        values = {"offered": 60.0, "rps": 58.0, "p95": 200.0, "utilisation": 0.62, **changes}
+        one = stage("1x", values["offered"], values["rps"], values["p95"])
+        one.utilisation = values["utilisation"]
+        return verdicts([one])["capacity at the target utilisation"]
+
+    assert at_capacity().passed is True
+    assert at_capacity(p95=800.0).passed is False
+    assert at_capacity(rps=45.0).passed is False
+    # Served in time but at a third of the bottleneck: the model under-predicts the capacity.
+    assert at_capacity(utilisation=0.2).passed is False
+    assert at_capacity(utilisation=0.9).passed is False
     assert verdicts([stage("x", 30.0, 30.0)])["capacity at the target utilisation"].passed is None
 
 
@@ -113,17 +119,31 @@ def test_the_extrapolation_is_shown_but_never_judged():
 
 
 def test_a_target_beyond_the_capacity_is_a_verdict_with_its_reason():
-    found = verdicts(step(), plan(offered_rps=80.0))
-    target = found["p95 at the target load"]
-    assert target.passed is False
-    assert "exceeds the predicted capacity" in target.measured
-    assert "2 web hosts" in target.measured
+    beyond = verdicts(step(), plan(offered_rps=80.0))
+    verdict = beyond["target within the predicted capacity"]
+    assert verdict.passed is False
+    assert "too little for the target" in verdict.measured
+    assert "2 web hosts" in verdict.measured
+    assert verdicts(step())["target within the predicted capacity"].passed is True
+    # The target stage is still measured: its p95 is a reading, not a foregone failure.
+    target = stage("target", 80.0, 80.0, p95=450.0)
+    assert verdicts([target], plan(offered_rps=80.0))["p95 at the target load"].passed is True
+
+
+def test_a_judged_verdict_that_measured_nothing_says_so():
+    found = analysis.verdicts(plan(), [stage("x", 30.0, 30.0)], {}, [0.2], {"no stale reads"})
+    stale = next(v for v in found if v.name == "no stale reads")
+    assert stale.passed is None
+    assert stale.word == "NOT MEASURED"
 
 
 def test_capacity_verdicts_on_another_machine_are_uncalibrated_not_failed():
     reason = "calibrated on another CPU: run make calibrate ENV=local"
-    found = verdicts(step(knee_rps=40.0), plan(uncalibrated=reason))
-    for name in ("saturation throughput", "capacity at the target utilisation"):
+    stages = step(knee_rps=40.0)
+    for one in stages:
+        one.utilisation = 0.95
+    found = verdicts(stages, plan(uncalibrated=reason, offered_rps=80.0))
+    for name in analysis.CAPACITY_VERDICTS:
         assert found[name].word == "UNCALIBRATED"
         assert reason in found[name].measured
     assert found["ledger"].passed is True
