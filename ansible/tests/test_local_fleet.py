@@ -19,6 +19,8 @@ from loadtests.forms import Form
 from provisioning import make
 
 pytestmark = pytest.mark.usefixtures("fleet")
+# pgbouncer as the samplers read it: SHOW POOLS (clients waiting) and SHOW STATS (wait time).
+POOL_METRICS = ("pgb_cl_waiting", "pgb_wait_us")
 
 
 def _session(fleet):
@@ -263,10 +265,12 @@ def test_an_unknown_environment_is_refused_with_the_list_of_environments():
     run = make("provision", "ENV=nope")
     assert run.returncode != 0
     assert "Unknown ENV 'nope'" in run.output
-    assert "local" in run.output
+    listed = run.output.split("Environments:", 1)[1].split()
+    assert "local" in listed
+    assert "capacity" not in listed, "deploy/capacity is the model, not an environment"
 
 
-def test_a_light_load_test_writes_its_report_with_no_errors_and_a_full_ledger(tmp_path):
+def test_a_light_load_test_writes_its_report_with_no_errors_and_a_full_ledger(fleet, tmp_path):
     """`make loadtest`'s machinery on a short light load: a check of the whole path (Locust,
     samplers, ledger, report), not of the sizing; the capacity verdicts are printed only."""
     out = tmp_path / "report"
@@ -278,23 +282,23 @@ def test_a_light_load_test_writes_its_report_with_no_errors_and_a_full_ledger(tm
     verdicts = {v["name"]: v for v in summary["verdicts"]}
     assert verdicts["no errors below capacity"]["passed"] is True
     assert verdicts["ledger"]["passed"] is True
+    assert verdicts["no stale reads"]["passed"] is True
+    assert summary["ledger"]["rereads"] > 50
+    assert summary["ledger"]["stale_reads"] == 0
     assert summary["ledger"]["acknowledged"] > 50
     assert summary["ledger"]["missing_primary"] == summary["ledger"]["missing_replica"] == 0
     light = summary["stages"][0]
     assert light["requests"] > 200
     assert light["failures"] == 0
     assert light["server_mean_ms"] > 0  # Server-Timing reached the generator through nginx
-    # Samplers saw the fleet: both database hosts' connections and every host's CPU.
+    # Samplers saw the fleet: every database host's connections, every pgbouncer's pools and
+    # counted waits, the session store's clients, every host's CPU and the generator's.
     samples = (out / "samples.csv").read_text()
-    for needle in (
-        ",db1,pg_connections,",
-        ",db2,pg_connections,",
-        ",web1,pgb_cl_waiting,",
-        ",cache1,redis_sessions_clients,",
-        ",cpu,web1,",
-        ",cpu,generator,",
-    ):
-        assert needle in samples
+    needles = [f",{host},pg_connections," for host in fleet.hosts("db")]
+    needles += [f",{host},{metric}," for host in fleet.hosts("web") for metric in POOL_METRICS]
+    needles += [f",{host},redis_sessions_clients," for host in fleet.hosts("cache")]
+    needles += [f",cpu,{host}," for host in fleet.hosts("all")] + [",cpu,generator,"]
+    assert [needle for needle in needles if needle not in samples] == []
     page = (out / "index.html").read_text()
     assert "Predictions and measurements" in page
     assert all((out / name).exists() for name in ("throughput.svg", "latency.svg", "cpu.svg"))

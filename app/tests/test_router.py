@@ -91,8 +91,9 @@ def test_a_pin_that_does_not_outlast_the_lag_bound_stops_startup():
     assert "must be greater than TALLY_REPLICA_MAX_LAG_SECONDS" in result.stderr
 
 
-def test_the_suite_runs_with_the_aliases_ansible_renders(replication):
-    """One alias per replica, on its own pgbouncer entry; no replica alias at all without any."""
+def test_each_replica_gets_its_alias_and_its_own_pgbouncer_entry(replication):
+    """One alias per replica, named as TALLY_REPLICA_URLS names it, on its own pgbouncer entry;
+    no replica alias at all without any (the rendering is checked in ansible/tests)."""
     assert [f"replica_{node.name}" for node in replication.replicas] == REPLICAS
     assert set(settings.DATABASES) == {PRIMARY, *REPLICAS}
     for node in replication.replicas:

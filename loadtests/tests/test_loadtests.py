@@ -273,7 +273,7 @@ def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):
 def test_the_fleet_takes_ports_and_names_from_the_roles_and_the_environment():
     fleet = Fleet.of("test")
     assert fleet.name == "tally-test"  # deploy/test overrides local's settings
-    assert fleet.setting("pgbouncer_port") == 6432  # the pgbouncer role's default
+    assert fleet.setting("pgbouncer_port") == 6432  # the topology's, through the role default
     assert fleet.pgbouncer_psql()[:6] == ("psql", "-XAq", "-h", "127.0.0.1", "-p", "6432")
     assert fleet.setting("postgresql_app_database") == "tally"
     assert fleet.setting("app_server_timing") is True  # set by the local environment
@@ -310,7 +310,7 @@ def test_the_naive_deployment_goes_straight_to_the_primary_without_cache_or_repl
         [
             'DJANGO_SETTINGS_MODULE="tally.settings"',
             'TALLY_DATABASE_URL="postgres://tally:s3cret@127.0.0.1:6432/tally"',
-            'TALLY_REPLICA_URLS="postgres://tally:s3cret@127.0.0.1:6432/tally_replica"',
+            'TALLY_REPLICA_URLS="db2=postgres://tally:s3cret@127.0.0.1:6432/tally_db2"',
             'TALLY_DB_CONN_MAX_AGE="60"',
         ]
     )
