@@ -27,7 +27,7 @@ help: ## Show this help
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-.venv/.synced: $(UV) pyproject.toml uv.lock
+.venv/.synced: $(UV) pyproject.toml deploy/capacity/pyproject.toml uv.lock
 	$(UV) sync --locked --no-progress
 	touch $@
 
