@@ -11,6 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "ansible" / "roles" / "nginx"
 
 
+PORTS = yaml.safe_load((ROOT / "ansible" / "group_vars" / "all" / "topology.yml").read_text())[
+    "tally_ports"
+]
+
+
 def render(**overrides):
     """Render conf.d/tally.conf.j2 with the role's defaults and vars, and a two-host web tier."""
     context = {
@@ -18,9 +23,9 @@ def render(**overrides):
         **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
         # Defaults that are expressions over the environment's variables, resolved here.
         "nginx_server_names": ["localhost", "127.0.0.1"],
-        "nginx_https_public_port": 9443,
-        "nginx_upstream_port": 8000,
-        "nginx_static_origin": "http://10.0.0.9:8080/tally-static/static/",
+        "nginx_https_public_port": PORTS["https"],
+        "nginx_upstream_port": PORTS["gunicorn"],
+        "nginx_static_origin": f"http://10.0.0.9:{PORTS['s3']}/tally-static/static/",
         "ansible_managed": "Managed by Ansible",
         "groups": {"web": ["web1", "web2"]},
         "hostvars": {"web1": {"tally_address": "10.0.0.3"}, "web2": {"tally_address": "10.0.0.4"}},

@@ -29,6 +29,17 @@ def _total(queries, aliases):
     return sum(len(queries[alias]) for alias in aliases)
 
 
+def _submit_review(client, url):
+    """Open the review page at `url`, submit it, and return where it sends the taker (done)."""
+    assert url.endswith("/review/"), url
+    review = client.get(url)
+    assert review.status_code == 200
+    done = client.post(url, {"csrfmiddlewaretoken": csrf_token(review)})
+    assert done.status_code == 302
+    assert done["Location"].endswith("/done/")
+    return done["Location"]
+
+
 def test_a_survey_is_taken_to_completion(client, replication):
     definition = seeded_survey(replication)
     url = start(client)
@@ -37,13 +48,7 @@ def test_a_survey_is_taken_to_completion(client, replication):
         response = post_page(client, url, valid_answers(definition.page(position)))
         assert response.status_code == 302, response.content.decode()[:500]
         url = response["Location"]
-    assert url.endswith("/review/")
-    review = client.get(url)
-    assert review.status_code == 200
-    done = client.post(url, {"csrfmiddlewaretoken": csrf_token(review)})
-    assert done.status_code == 302
-    assert done["Location"].endswith("/done/")
-    assert "Thank you" in client.get(done["Location"]).content.decode()
+    assert "Thank you" in client.get(_submit_review(client, url)).content.decode()
     taker = Response.objects.get()
     assert taker.completed_at is not None
     assert Answer.objects.filter(response=taker).count() == 50
@@ -379,11 +384,7 @@ def test_a_survey_whose_author_deleted_a_middle_page_can_be_completed(client, re
         response = post_page(client, url, valid_answers(definition.page(position)))
         assert response.status_code == 302, response.content.decode()[:500]
         url = response["Location"]
-    assert url.endswith("/review/")
-    review = client.get(url)
-    assert review.status_code == 200
-    done = client.post(url, {"csrfmiddlewaretoken": csrf_token(review)})
-    assert done["Location"].endswith("/done/")
+    _submit_review(client, url)
     assert Response.objects.get().completed_at is not None
     assert Answer.objects.count() == 40
 

@@ -16,7 +16,7 @@ from capacity import calibration, model
 from loadtests import __main__ as cli
 from loadtests import analysis, bench, ledger, plan, report, samplers
 from loadtests.__main__ import write_calibration
-from loadtests.fleet import Fleet
+from loadtests.fleet import Fleet, topology
 from loadtests.forms import Form
 
 PAGE = """
@@ -273,8 +273,9 @@ def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):
 def test_the_fleet_takes_ports_and_names_from_the_roles_and_the_environment():
     fleet = Fleet.of("test")
     assert fleet.name == "tally-test"  # deploy/test overrides local's settings
-    assert fleet.setting("pgbouncer_port") == 6432  # the topology's, through the role default
-    assert fleet.pgbouncer_psql()[:6] == ("psql", "-XAq", "-h", "127.0.0.1", "-p", "6432")
+    port = topology()["tally_ports"]["pgbouncer"]
+    assert fleet.setting("pgbouncer_port") == port  # the topology's, through the role default
+    assert fleet.pgbouncer_psql()[:6] == ("psql", "-XAq", "-h", "127.0.0.1", "-p", str(port))
     assert fleet.setting("postgresql_app_database") == "tally"
     assert fleet.setting("app_server_timing") is True  # set by the local environment
 
