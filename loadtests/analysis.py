@@ -91,6 +91,8 @@ class StageResult:
     mean_active_server_connections: float = math.nan  # every database host together
     peak_client_waiting: float = math.nan  # pgbouncer, all web hosts, 1 s samples
     pool_wait_ms: float = math.nan  # pgbouncer's own count of client wait time, all web hosts
+    pool_xact_ms: float = math.nan  # pgbouncer's count of time in transactions, all web hosts
+    router_status_per_request: float = math.nan  # the router's status queries, every server
     generator_cpu_peak: float = math.nan
     fleet_cpu_cores: float = math.nan  # every host and the generator, mean over the stage
     cpu_ms_per_request: float = math.nan  # CPU above the fleet at rest, per request
@@ -182,6 +184,10 @@ def measure_stage(
     if waiting:
         result.peak_client_waiting = max(sum(hosts.values()) for hosts in waiting.values())
     result.pool_wait_ms = counter_delta(samples, "pgb_wait_us", start, end) / 1000
+    result.pool_xact_ms = counter_delta(samples, "pgb_xact_us", start, end) / 1000
+    if result.requests:
+        status_queries = counter_delta(samples, "router_status_queries", start, end)
+        result.router_status_per_request = status_queries / result.requests
     generator = [
         v for t, h, m, v in samples if h == "cpu" and m == "generator" and start <= t < end
     ]
@@ -381,8 +387,14 @@ def verdicts(
     )
     below = [s for s in stages if s.offered_rps <= m["capacity_rps"] * 1.0001]
     errors = sum(s.failures for s in below)
-    counted = [s.pool_wait_ms for s in below if not math.isnan(s.pool_wait_ms)]
-    waits = sum(counted) if counted else math.nan
+    counted = [s for s in below if not math.isnan(s.pool_wait_ms)]
+    waits = sum(s.pool_wait_ms for s in counted) if counted else math.nan
+    in_transactions = sum(s.pool_xact_ms for s in counted if not math.isnan(s.pool_xact_ms))
+    # The pools are sized so that a transaction finds its pool full with probability
+    # pool_wait_probability at most; it then waits for one of the pool's transactions to end,
+    # so at most about one transaction. Waits beyond that share of the transaction time are
+    # not the pool's size: connection logins or health checks on the request's path.
+    allowed = m["pool_wait_probability"] * in_transactions
     add(
         "no errors below capacity",
         "0 failed requests",
@@ -390,10 +402,11 @@ def verdicts(
         errors == 0 if below else None,
     )
     add(
-        "no pgbouncer waits below capacity",
-        "0 ms of client waits (pgbouncer's SHOW STATS)",
-        f"{_fmt(waits, 1)} ms waited",
-        None if math.isnan(waits) else waits == 0,
+        "pgbouncer waits below capacity",
+        f"at most {m['pool_wait_probability']:g} of the time in transactions "
+        f"(pool_wait_probability; {_fmt(allowed, 2)} ms here), by pgbouncer's SHOW STATS",
+        f"{_fmt(waits, 2)} ms waited in {_fmt(in_transactions / 1000, 1)} s of transactions",
+        None if math.isnan(waits) else waits <= allowed,
     )
     target = next((s for s in stages if s.label in ("target", "soak", "light")), None)
     add(

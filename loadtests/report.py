@@ -193,6 +193,8 @@ STAGE_COLUMNS = [
     ("peak_server_connections", "peak server conns/db"),
     ("mean_active_server_connections", "mean active conns"),
     ("peak_client_waiting", "peak pgbouncer waits"),
+    ("pool_wait_ms", "pgbouncer wait ms"),
+    ("router_status_per_request", "router status queries/request"),
     ("generator_cpu_peak", "generator CPU peak"),
     ("fleet_cpu_cores", "fleet + generator cores"),
     ("cpu_ms_per_request", "CPU ms/request"),

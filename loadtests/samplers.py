@@ -1,10 +1,12 @@
 """What the fleet does while load runs, sampled every second into one long table.
 
-- db hosts: client backends in pg_stat_activity (all, and active), and on the primary the
-  replicas' replay lag from pg_stat_replication;
+- db hosts: client backends in pg_stat_activity (all, and active), on the primary the
+  replicas' replay lag from pg_stat_replication, and the read router's status queries so far
+  (pg_stat_statements);
 - web hosts: pgbouncer's SHOW POOLS (clients active and waiting, server connections, maxwait)
-  and SHOW STATS (its running total of the time clients waited for a server connection, so a
-  wait shorter than a sample interval still counts), read as its stats user;
+  and SHOW STATS (its running totals of the time clients waited for a server connection, so a
+  wait shorter than a sample interval still counts, and of transactions and their time), read
+  as its stats user;
 - cache hosts: the clients of each Redis instance (established connections, which is what
   INFO clients counts; the app's ACL users may not run INFO);
 - CPU of every host (its container's cgroup), of the load generator and of the machine.
@@ -31,12 +33,17 @@ from loadtests.fleet import Fleet, vault
 
 Row = tuple[float, str, str, float]  # time, host, metric, value
 
-# One row per sample: active and all client backends but this one, and on a primary the
-# largest replay lag of its replicas (empty on a replica).
+# One row per sample: active and all client backends but this one; on a primary the largest
+# replay lag of its replicas (empty on a replica); and the running count of the read router's
+# status queries (app/routing/replicas.py: STATUS_SQL reads pg_stat_wal_receiver, PRIMARY_SQL
+# the lost slots), from pg_stat_statements, which lives in the app's database.
 ACTIVITY_SQL = (
     "SELECT count(*) FILTER (WHERE state = 'active'), count(*), "
     "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT coalesce(max(pg_wal_lsn_diff("
-    "pg_current_wal_lsn(), replay_lsn)), 0) FROM pg_stat_replication) END "
+    "pg_current_wal_lsn(), replay_lsn)), 0) FROM pg_stat_replication) END, "
+    "(SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE (query LIKE "
+    "'%pg_stat_wal_receiver%' OR query LIKE '%wal_status = %') AND query NOT LIKE "
+    "'%pg_stat_statements%') "
     "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
 # Metric name -> the Redis instance's port in the topology (tally_ports).
@@ -56,8 +63,12 @@ def _shell_loop(command: str, interval: float, seconds: float) -> list[str]:
 
 
 def parse_activity(lines: list[str]) -> dict[str, float]:
-    active, total, lag = lines[0].split("|")[:3]
-    values = {"pg_active": float(active), "pg_connections": float(total)}
+    active, total, lag, status_queries = lines[0].split("|")[:4]
+    values = {
+        "pg_active": float(active),
+        "pg_connections": float(total),
+        "router_status_queries": float(status_queries),
+    }
     if lag:
         values["replication_lag_bytes"] = float(lag)
     return values
@@ -86,15 +97,25 @@ def parse_pools(lines: list[str]) -> dict[str, float]:
     }
 
 
+# SHOW STATS running totals, over every database: metric -> column.
+STATS_COLUMNS = {
+    "pgb_wait_us": "total_wait_time",  # time clients waited for a server connection
+    "pgb_xact_us": "total_xact_time",  # time spent in transactions
+    "pgb_xact_count": "total_xact_count",
+}
+
+
 def parse_stats(lines: list[str]) -> dict[str, float]:
-    """SHOW STATS (psql -A, with header): microseconds clients have waited, over every database."""
+    """SHOW STATS (psql -A, with header): the running totals of STATS_COLUMNS, summed over
+    every database but pgbouncer's own."""
     header, *rows = (line.split("|") for line in lines)
-    waited = 0.0
+    totals = dict.fromkeys(STATS_COLUMNS, 0.0)
     for row in rows:
         database = dict(zip(header, row, strict=False))
         if database.get("database") != "pgbouncer":
-            waited += float(database.get("total_wait_time") or 0)
-    return {"pgb_wait_us": waited}
+            for metric, column in STATS_COLUMNS.items():
+                totals[metric] += float(database.get(column) or 0)
+    return totals
 
 
 def parse_redis(lines: list[str]) -> dict[str, float]:
@@ -119,7 +140,7 @@ class Sampling:
         stats_password = vault(self.fleet.env)["vault_pgbouncer_stats_password"]
         watch = f" \\watch i={self.interval} c={int(self.deadline / self.interval)}\n"
         for host in self.fleet.hosts("db"):
-            psql = ("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", "postgres")
+            psql = ("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-d", self.fleet.database)
             self._remote(host, psql, parse_activity, stdin=ACTIVITY_SQL + watch, framing="line")
         for host in self.fleet.hosts("web"):
             env = {"PGPASSWORD": stats_password}

@@ -177,7 +177,7 @@ def test_errors_waits_and_missing_writes_fail_their_verdicts():
     found = verdicts_of([below, above], the_plan, {"acknowledged": 5, "missing_primary": 1})
     assert found["no errors below capacity"].passed is False
     assert "1 failed of 1000" in found["no errors below capacity"].measured  # not the 50 above
-    assert found["no pgbouncer waits below capacity"].passed is False
+    assert found["pgbouncer waits below capacity"].passed is False
     assert found["ledger"].passed is False
     assert verdicts_of([stage_result()], the_plan)["ledger"].passed is True
     assert verdicts_of([stage_result()], the_plan, {"acknowledged": 0})["ledger"].passed is False
@@ -294,12 +294,17 @@ def test_samplers_parse_what_psql_prints():
         "pgb_sv_total": 5,
         "pgb_maxwait_s": 1.0,
     }
-    assert samplers.parse_activity(["2|5|1024"]) == {
+    assert samplers.parse_activity(["2|5|1024|40"]) == {
         "pg_active": 2,
         "pg_connections": 5,
         "replication_lag_bytes": 1024,
+        "router_status_queries": 40,
     }
-    assert samplers.parse_activity(["0|3|"]) == {"pg_active": 0, "pg_connections": 3}  # replica
+    assert samplers.parse_activity(["0|3||7"]) == {  # a replica: no lag of its own
+        "pg_active": 0,
+        "pg_connections": 3,
+        "router_status_queries": 7,
+    }
     assert samplers.parse_redis(["7", "6"]) == {
         "redis_cache_clients": 7,
         "redis_sessions_clients": 6,

@@ -21,6 +21,7 @@ MODEL = {
     "web_hosts_needed": 2,
     "pooled_server_connections": 10,
     "shared_cores": 2,
+    "pool_wait_probability": 0.0001,
 }
 
 
@@ -154,10 +155,17 @@ def test_pgbouncer_waits_come_from_its_counted_wait_time():
     samples += [(1000.0 + t, "web2", "pgb_wait_us", 7.0) for t in range(60)]
     assert analysis.counter_delta(samples, "pgb_wait_us", 1000, 1060) == 500.0
     assert math.isnan(analysis.counter_delta(samples, "pgb_wait_us", 2000, 2060))
+    # The pools allow waits of pool_wait_probability of the transaction time, no more.
+    probability = plan().model["pool_wait_probability"]
     waited = stage("a", 10, 10)
-    waited.pool_wait_ms = 0.5
-    assert verdicts([waited])["no pgbouncer waits below capacity"].passed is False
-    assert verdicts([stage("a", 10, 10)])["no pgbouncer waits below capacity"].passed is True
+    waited.pool_xact_ms = 60_000.0
+    waited.pool_wait_ms = 60_000.0 * probability
+    assert verdicts([waited])["pgbouncer waits below capacity"].passed is True
+    waited.pool_wait_ms *= 1.01
+    found = verdicts([waited])["pgbouncer waits below capacity"]
+    assert found.passed is False
+    assert "in 60.0 s of transactions" in found.measured
+    assert verdicts([stage("a", 10, 10)])["pgbouncer waits below capacity"].passed is True
 
 
 def test_stale_reads_fail_their_verdict():
@@ -186,11 +194,15 @@ def test_a_reread_page_shows_what_was_saved_or_names_the_stale_questions():
     assert Form(SAVED.replace(" checked", "")).stale({"q1": "12"}) == ["q1", "q3"]
 
 
-def test_show_stats_is_read_as_the_running_total_of_client_waits():
+def test_show_stats_is_read_as_running_totals_of_client_waits_and_transactions():
     lines = [
-        "database|total_xact_count|total_wait_time",
-        "pgbouncer|3|0",
-        "tally|120|1500",
-        "tally_db2|80|250",
+        "database|total_xact_count|total_xact_time|total_wait_time",
+        "pgbouncer|3|9|0",
+        "tally|120|90000|1500",
+        "tally_db2|80|30000|250",
     ]
-    assert samplers.parse_stats(lines) == {"pgb_wait_us": 1750.0}
+    assert samplers.parse_stats(lines) == {
+        "pgb_wait_us": 1750.0,
+        "pgb_xact_us": 120000.0,
+        "pgb_xact_count": 200.0,
+    }

@@ -71,6 +71,7 @@ def small(**changes) -> model.Inputs:
         timeout_min_s=20,
         timeout_max_s=60,
         reload_overlap=2,
+        replica_status_ttl_s=1,
         connection_buffer_percent=25,
         min_server_pool=2,
         pool_wait_probability=0.001,
@@ -128,8 +129,8 @@ def test_rules_by_hand():
     assert model.critbinom(5, 0.14, 0.999) == 4
     assert model.critbinom(5, 0.14, 0.99) == 3
     assert v["pgbouncer_default_pool_size"] == 4
-    # 5 x 0.5 x 0.14 = 0.35 -> 1 connection busy on average at the target load.
-    assert v["pgbouncer_min_pool_size"] == 1
+    # The whole pool stays open: no request waits for a server login.
+    assert v["pgbouncer_min_pool_size"] == 4
     assert v["pgbouncer_reserve_pool_size"] == 1  # 4 x 25% = 1
     assert v["pgbouncer_max_db_connections"] == 5
     # (2 generations x 5 workers x 2 entries + 10) x 1.25 = 37.5 -> 38.

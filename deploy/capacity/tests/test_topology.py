@@ -34,16 +34,38 @@ def test_every_replica_gets_a_pool_on_every_web_host_and_its_own_connections(rep
 
 def test_replicas_take_the_reads_off_the_primary():
     # small(): 350 transactions/s at capacity; 60% on the primary when there are replicas.
+    # With replicas, every server also answers the router's status queries (counted below).
     none, one, two = (model.evaluate(small(db_replicas=n)).values for n in (0, 1, 2))
+    status = one["router_status_queries_per_s"]
     assert none["primary_db_transactions_per_s"] == pytest.approx(350)
     assert none["replica_db_transactions_per_s"] == 0
-    assert one["primary_db_transactions_per_s"] == pytest.approx(210)
-    assert one["replica_db_transactions_per_s"] == pytest.approx(140)
-    assert two["primary_db_transactions_per_s"] == pytest.approx(210)
-    assert two["replica_db_transactions_per_s"] == pytest.approx(70)  # each
-    assert two["busiest_server_active_connections"] == pytest.approx(210 * 2 / 1000)
+    assert one["primary_db_transactions_per_s"] == pytest.approx(210 + status)
+    assert one["replica_db_transactions_per_s"] == pytest.approx(140 + status)
+    assert two["primary_db_transactions_per_s"] == pytest.approx(210 + status)
+    assert two["replica_db_transactions_per_s"] == pytest.approx(70 + status)  # each
+    assert two["busiest_server_active_connections"] == pytest.approx((210 + status) * 2 / 1000)
     # A client connection per entry, per worker: the file limits grow with the entries.
     assert two["pgbouncer_max_client_conn"] > one["pgbouncer_max_client_conn"]
+
+
+def test_the_read_routers_status_queries_are_counted_on_every_server():
+    # Each gunicorn process asks each server at most once per status TTL; none without replicas.
+    none = model.evaluate(small(db_replicas=0, replica_status_ttl_s=0.2)).values
+    fast = model.evaluate(small(db_replicas=2, replica_status_ttl_s=0.2)).values
+    slow = model.evaluate(small(db_replicas=2, replica_status_ttl_s=1)).values
+    assert none["router_status_queries_per_s"] == 0
+    processes = fast["web_hosts"] * fast["app_workers"]
+    assert fast["router_status_queries_per_s"] == pytest.approx(processes * 5)
+    assert slow["router_status_queries_per_s"] == pytest.approx(processes)
+    assert fast["offered_primary_db_transactions_per_s"] - slow[
+        "offered_primary_db_transactions_per_s"
+    ] == pytest.approx(processes * 4)
+    # The app gets the same TTL the model counted with.
+    assert model.evaluate(small(replica_status_ttl_s=1)).ansible_vars()[
+        "app_replica_status_ttl"
+    ] == pytest.approx(1)
+    with pytest.raises(ValueError, match="replica_status_ttl_s must be above 0"):
+        small(replica_status_ttl_s=0)
 
 
 def test_a_busy_primary_fails_its_concurrency_check_with_the_numbers():

@@ -152,6 +152,13 @@ class Inputs:
     reload_overlap: float = _input(
         "web", "x", "worker generations alive at once during a graceful reload (HUP)"
     )
+    replica_status_ttl_s: float = _input(
+        "web",
+        "s",
+        "how long a gunicorn process trusts what it last read of a replica's state and the "
+        "primary's position (the router's status TTL): shorter notices a failed replica sooner, "
+        "and costs each database server more status queries",
+    )
 
     # Connection limits.
     connection_buffer_percent: float = _input(
@@ -213,6 +220,7 @@ class Inputs:
             positive += ("cache_ram_mb", "page_get_ms", "page_post_ms", "start_ms", "results_ms")
             positive += ("pages_per_survey", "target_utilisation", "gunicorn_threads")
             positive += ("worker_rss_mb", "requests_per_page", "workers_per_core")
+            positive += ("replica_status_ttl_s",)
             problems += [f"{name} must be above 0" for name in positive if getattr(self, name) <= 0]
             if self.primary_transaction_share > 1:
                 problems.append("primary_transaction_share must be at most 1")

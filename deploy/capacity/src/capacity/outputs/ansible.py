@@ -19,10 +19,11 @@ def _redis_mb(x: float) -> str:
 
 # Role variable -> how its value is written. The roles declare each of these `required` in
 # meta/argument_specs.yml, with no default: a play without the model's file fails fast.
-ANSIBLE_VARS: dict[str, Callable[[float], int | str]] = {
+ANSIBLE_VARS: dict[str, Callable[[float], int | float | str]] = {
     "app_workers": _integer,
     "app_timeout": _integer,
     "app_nofile": _integer,
+    "app_replica_status_ttl": float,
     "common_limit_nofile": _integer,
     "nginx_worker_connections": _integer,
     "nginx_worker_rlimit_nofile": _integer,
@@ -48,7 +49,7 @@ ANSIBLE_VARS: dict[str, Callable[[float], int | str]] = {
 GROUP_VARS_FILE = "group_vars/all/capacity.generated.yml"
 
 
-def ansible_vars(values: dict) -> dict[str, int | str]:
+def ansible_vars(values: dict) -> dict[str, int | float | str]:
     return {name: fmt(values[name]) for name, fmt in ANSIBLE_VARS.items()}
 
 

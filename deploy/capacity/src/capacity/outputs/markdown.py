@@ -25,6 +25,7 @@ HEADLINE = (
     "postgresql_max_connections",
     "offered_db_transactions_per_s",
     "offered_primary_db_transactions_per_s",
+    "router_status_queries_per_s",
     "offered_utilisation",
     "capacity_rps",
     "saturation_rps",

@@ -146,23 +146,27 @@ def primary_share(v):
 
 @rule(
     "transactions/s",
-    "{capacity_db_transactions_per_s}*{primary_share}",
-    "The survey mix and the router.",
+    "{capacity_db_transactions_per_s}*{primary_share}+{router_status_queries_per_s}",
+    "The survey mix and the router, with its status queries.",
 )
 def primary_db_transactions_per_s(v):
-    """Transactions per second on the primary at capacity."""
-    return v.capacity_db_transactions_per_s * v.primary_share
+    """Transactions per second on the primary at capacity, the router's status queries
+    included."""
+    return v.capacity_db_transactions_per_s * v.primary_share + v.router_status_queries_per_s
 
 
 @rule(
     "transactions/s",
-    "IF({db_replicas}>0,{capacity_db_transactions_per_s}*(1-{primary_share})/{db_replicas},0)",
+    "IF({db_replicas}>0,{capacity_db_transactions_per_s}*(1-{primary_share})/{db_replicas}"
+    "+{router_status_queries_per_s},0)",
     "The survey mix and the router; reads spread evenly over the replicas.",
 )
 def replica_db_transactions_per_s(v):
-    """Transactions per second on each replica at capacity."""
+    """Transactions per second on each replica at capacity, the router's status queries
+    included."""
     if v.db_replicas > 0:
-        return v.capacity_db_transactions_per_s * (1 - v.primary_share) / v.db_replicas
+        reads = v.capacity_db_transactions_per_s * (1 - v.primary_share) / v.db_replicas
+        return reads + v.router_status_queries_per_s
     return 0
 
 
@@ -240,12 +244,13 @@ def offered_db_transactions_per_s(v):
 
 @rule(
     "transactions/s",
-    "{offered_db_transactions_per_s}*{primary_share}",
-    "The survey mix and the router.",
+    "{offered_db_transactions_per_s}*{primary_share}+{router_status_queries_per_s}",
+    "The survey mix and the router, with its status queries (at most).",
 )
 def offered_primary_db_transactions_per_s(v):
-    """Transactions per second on the primary at the target load."""
-    return v.offered_db_transactions_per_s * v.primary_share
+    """Transactions per second on the primary at the target load, the router's status
+    queries counted at their most."""
+    return v.offered_db_transactions_per_s * v.primary_share + v.router_status_queries_per_s
 
 
 @rule(

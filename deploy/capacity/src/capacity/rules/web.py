@@ -68,3 +68,29 @@ def app_nofile(v):
     per_thread = 1 + v.db_entries + 2 * v.redis_connections_per_request
     need = v.fd_slack + 2 * v.app_workers + v.gunicorn_threads * per_thread
     return up(need / 1024) * 1024
+
+
+@rule(
+    "s",
+    "{replica_status_ttl_s}",
+    "The app reads it as TALLY_REPLICA_STATUS_TTL (app/routing/replicas.py).",
+)
+def app_replica_status_ttl(v):
+    """The router's status TTL, as the app role passes it to every gunicorn process."""
+    return v.replica_status_ttl_s
+
+
+@rule(
+    "queries/s",
+    "IF({db_replicas}>0,{web_hosts}*{app_workers}/{replica_status_ttl_s},0)",
+    "The router (app/routing/replicas.py): one status query per process, server and TTL.",
+)
+def router_status_queries_per_s(v):
+    """Status queries each database server answers for the read router, at most: a busy
+    gunicorn process asks the primary for its position, and each replica it reads from for its
+    replay and WAL receiver, once per status TTL. A process that serves fewer reads than that
+    asks once per read, so at low load the queries per request are higher (and so is the CPU
+    per request); without replicas there are none."""
+    if v.db_replicas > 0:
+        return v.web_hosts * v.app_workers / v.replica_status_ttl_s
+    return 0
