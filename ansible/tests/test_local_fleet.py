@@ -19,8 +19,11 @@ from loadtests.forms import Form
 from provisioning import make
 
 pytestmark = pytest.mark.usefixtures("fleet")
-# pgbouncer as the samplers read it: SHOW POOLS (clients waiting) and SHOW STATS (wait time).
-POOL_METRICS = ("pgb_cl_waiting", "pgb_wait_us")
+# pgbouncer as the samplers read it: SHOW POOLS (clients waiting) and SHOW STATS (wait and
+# transaction time).
+POOL_METRICS = ("pgb_cl_waiting", "pgb_wait_us", "pgb_xact_us")
+# Each database host as the samplers read it: backends, and the router's status queries so far.
+DB_METRICS = ("pg_connections", "router_status_queries")
 
 
 def _session(fleet):
@@ -291,10 +294,13 @@ def test_a_light_load_test_writes_its_report_with_no_errors_and_a_full_ledger(fl
     assert light["requests"] > 200
     assert light["failures"] == 0
     assert light["server_mean_ms"] > 0  # Server-Timing reached the generator through nginx
-    # Samplers saw the fleet: every database host's connections, every pgbouncer's pools and
-    # counted waits, the session store's clients, every host's CPU and the generator's.
+    # With replicas, reads cost the router status queries, counted on the database hosts.
+    assert light["router_status_per_request"] > 0
+    # Samplers saw the fleet: every database host's connections and the read router's status
+    # queries there, every pgbouncer's pools and counted waits, the session store's clients,
+    # every host's CPU and the generator's.
     samples = (out / "samples.csv").read_text()
-    needles = [f",{host},pg_connections," for host in fleet.hosts("db")]
+    needles = [f",{host},{metric}," for host in fleet.hosts("db") for metric in DB_METRICS]
     needles += [f",{host},{metric}," for host in fleet.hosts("web") for metric in POOL_METRICS]
     needles += [f",{host},redis_sessions_clients," for host in fleet.hosts("cache")]
     needles += [f",cpu,{host}," for host in fleet.hosts("all")] + [",cpu,generator,"]

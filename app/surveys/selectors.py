@@ -1,5 +1,7 @@
 """Reads: survey definitions (cache, then primary), a taker's answers, and survey results."""
 
+import time
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, router
@@ -10,7 +12,7 @@ from surveys.definitions import ChoiceDef, PageDef, QuestionDef, SurveyDef
 from surveys.models import Answer, Choice, Page, Question, Response, Survey
 
 _DEFINITION_KEY = "survey-definition:v1:{slug}"
-_RESULTS_KEY = "survey-results:v1:{survey_id}"
+_RESULTS_KEY = "survey-results:v2:{survey_id}"
 _OPEN_SURVEYS_KEY = "open-surveys:v1"
 # Cached in place of a definition for a slug that does not exist, so that requests for unknown
 # surveys do not reach the database every time.
@@ -113,13 +115,57 @@ SELECT a.question_id, c.choice_id, count(*)
 """
 
 
+class ResultsBusy(Exception):
+    """The results are being computed by another request, and there is no older copy yet."""
+
+
+# A cached copy of the results is fresh for TALLY_RESULTS_CACHE_SECONDS, and kept this many
+# times as long, so that while one request rebuilds it the others serve the stale copy.
+_RESULTS_KEPT_FACTOR = 10
+# The rebuild lock outlives any rebuild (a crashed one frees it when it expires).
+_RESULTS_LOCK_SECONDS = 30
+# How long a request with no copy at all waits for another's rebuild, and how often it looks.
+_RESULTS_WAIT_SECONDS = 5
+_RESULTS_POLL_SECONDS = 0.05
+
+
 def survey_results(definition):
-    """Return aggregate results for a survey, computed on a replica and cached briefly."""
+    """Return aggregate results for a survey, computed on a replica and cached briefly.
+
+    One rebuild per survey at a time, however many workers miss at once: the request that
+    takes the lock (an atomic add) rebuilds; the others serve the previous copy meanwhile, or,
+    on a cold cache, wait for the new one. If the lock's holder vanished, or the cache cannot
+    be reached (its errors are ignored, so add fails and get finds nothing), a request
+    computes the results itself; if the rebuild outlasts the wait, ResultsBusy (a 503).
+    """
     key = _RESULTS_KEY.format(survey_id=definition.id)
-    results = cache.get(key)
-    if results is None:
-        results = _survey_results_compute(definition)
-        cache.set(key, results, settings.TALLY_RESULTS_CACHE_SECONDS)
+    entry = cache.get(key)
+    if entry is not None and entry["fresh_until"] > time.time():
+        return entry["results"]
+    lock = f"{key}:rebuilding"
+    if cache.add(lock, 1, _RESULTS_LOCK_SECONDS):
+        try:
+            return _survey_results_store(key, definition)
+        finally:
+            cache.delete(lock)
+    if entry is not None:
+        return entry["results"]
+    deadline = time.monotonic() + _RESULTS_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(_RESULTS_POLL_SECONDS)
+        entry = cache.get(key)
+        if entry is not None:
+            return entry["results"]
+        if cache.get(lock) is None:
+            return _survey_results_store(key, definition)
+    raise ResultsBusy(definition.slug)
+
+
+def _survey_results_store(key, definition):
+    fresh = settings.TALLY_RESULTS_CACHE_SECONDS
+    results = _survey_results_compute(definition)
+    entry = {"results": results, "fresh_until": time.time() + fresh}
+    cache.set(key, entry, fresh * _RESULTS_KEPT_FACTOR)
     return results
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -11,13 +12,16 @@ from django.views.decorators.http import require_GET, require_http_methods
 from routing.state import reads_from_replica
 from surveys import selectors, services, takers
 from surveys.forms import PageForm, StartForm, initial_from_answers, reject_unknown_ids
-from surveys.models import Choice, Page, Question, Survey
+from surveys.models import Answer, Choice, Page, Question, Response, Survey
 from surveys.services import Outcome
 
 # Surveys change rarely, so these views may read them (the list of open surveys) from a replica
 # even for a client pinned to the primary. A definition comes from the cache, and on a miss
 # from the primary (selectors.survey_definition). Admin views never read from a replica.
 definitions_from_replica = reads_from_replica(Survey, Page, Question, Choice)
+# Results are aggregates cached for seconds: they are read from a replica even for a client who
+# just wrote, so that no results page costs the primary anything.
+results_from_replica = reads_from_replica(Survey, Page, Question, Choice, Response, Answer)
 
 _CONFLICT_MESSAGES = {
     Outcome.COMPLETED_ALREADY: "This response has already been submitted, so it cannot change.",
@@ -202,8 +206,19 @@ def survey_done(request, slug, token):
 
 
 @require_GET
-@definitions_from_replica
+@results_from_replica
 def survey_results(request, slug):
     definition = _definition_or_404(slug)
-    results = selectors.survey_results(definition)
-    return render(request, "surveys/results.html", {"survey": definition, "results": results})
+    try:
+        results = selectors.survey_results(definition)
+    except selectors.ResultsBusy:
+        # Another request is computing them, and it outlasted the wait: try again shortly.
+        response = render(request, "503.html", status=503)
+        response["Retry-After"] = "1"
+        return response
+    context = {
+        "survey": definition,
+        "results": results,
+        "refresh_seconds": settings.TALLY_RESULTS_CACHE_SECONDS,
+    }
+    return render(request, "surveys/results.html", context)

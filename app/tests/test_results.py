@@ -1,0 +1,102 @@
+"""The results page: one rebuild per survey at a time, a stale copy meanwhile, replicas only."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.core.cache import cache
+
+from routing import PRIMARY
+from surveys import selectors
+from tests.helpers import post_page, queries_by_alias, seeded_survey, start, valid_answers
+
+
+@pytest.fixture
+def slow_compute(monkeypatch):
+    """Replace the aggregate with a slow stand-in that counts how many run at once."""
+    state = {"calls": 0, "running": 0, "most": 0, "seconds": 0.3}
+    lock = threading.Lock()
+
+    def compute(definition):
+        with lock:
+            state["calls"] += 1
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+        time.sleep(state["seconds"])
+        with lock:
+            state["running"] -= 1
+        return {"started": state["calls"], "completed": 0, "questions": []}
+
+    monkeypatch.setattr(selectors, "_survey_results_compute", compute)
+    return state
+
+
+def _key(definition):
+    return selectors._RESULTS_KEY.format(survey_id=definition.id)
+
+
+def test_a_cold_cache_under_load_has_one_rebuild_in_flight(replication, slow_compute):
+    definition = seeded_survey(replication, pages=1, questions_per_page=2)
+    cache.delete(_key(definition))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: selectors.survey_results(definition), range(8)))
+    assert slow_compute["calls"] == 1
+    assert slow_compute["most"] == 1
+    assert all(answer == answers[0] for answer in answers)  # every waiter got the one rebuild
+
+
+def test_a_stale_copy_is_served_while_another_request_rebuilds(replication, slow_compute):
+    definition = seeded_survey(replication, pages=1, questions_per_page=2)
+    stale = {"started": 7, "completed": 7, "questions": []}
+    cache.set(_key(definition), {"results": stale, "fresh_until": time.time() - 1}, 60)
+    cache.set(f"{_key(definition)}:rebuilding", 1, 30)  # another worker is on it
+    assert selectors.survey_results(definition) == stale
+    assert slow_compute["calls"] == 0
+    cache.delete(f"{_key(definition)}:rebuilding")
+    # Once no one holds the lock, the next request past freshness rebuilds, and the new copy
+    # is fresh for the others.
+    assert selectors.survey_results(definition)["started"] == 1
+    assert selectors.survey_results(definition)["started"] == 1
+    assert slow_compute["calls"] == 1
+
+
+def test_a_waiter_rebuilds_itself_when_the_lock_holder_vanished(replication, slow_compute):
+    definition = seeded_survey(replication, pages=1, questions_per_page=2)
+    cache.delete(_key(definition))
+    lock = f"{_key(definition)}:rebuilding"
+    cache.set(lock, 1, 30)  # a worker took the lock, then died before storing anything
+    threading.Timer(0.2, cache.delete, [lock]).start()
+    assert selectors.survey_results(definition)["started"] == 1
+    assert slow_compute["calls"] == 1
+
+
+def test_a_rebuild_that_outlasts_the_wait_is_a_503_with_retry_after(
+    client, replication, slow_compute, monkeypatch
+):
+    definition = seeded_survey(replication, pages=1, questions_per_page=2)
+    cache.delete(_key(definition))
+    cache.set(f"{_key(definition)}:rebuilding", 1, 30)
+    monkeypatch.setattr(selectors, "_RESULTS_WAIT_SECONDS", 0.2)
+    response = client.get("/s/climate/results/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert slow_compute["calls"] == 0
+
+
+@pytest.mark.replicas(1)
+def test_a_client_who_just_wrote_still_reads_results_from_a_replica(client, replication):
+    definition = seeded_survey(replication, pages=2, questions_per_page=4)  # every kind
+    url = start(client)
+    post_page(client, url, valid_answers(definition.page(1)))  # pins this client to the primary
+    replication.wait_for_replay()
+    cache.delete(_key(definition))
+    with queries_by_alias() as queries:
+        response = client.get("/s/climate/results/")
+    assert response.status_code == 200
+    # The router's status probe reads the primary's position; the aggregate reads nothing there.
+    assert not [sql for sql in queries[PRIMARY] if "pg_is_in_recovery" not in sql]
+    body = response.content.decode()
+    assert "1 started" in body
+    # Each choice's count is drawn as a bar: a <meter> out of the question's answers.
+    assert '<meter min="0" max="1" value="1">1 of 1</meter>' in body
