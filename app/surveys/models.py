@@ -104,7 +104,11 @@ class Response(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["survey", "completed_at"], name="response_survey_done")]
+        indexes = [
+            models.Index(fields=["survey", "completed_at"], name="response_survey_done"),
+            # The CSV export's keyset pages: a survey's responses by id (surveys/export.py).
+            models.Index(fields=["survey", "id"], name="response_survey_id"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["survey", "start_key"], name="response_started_once")
         ]

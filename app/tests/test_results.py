@@ -86,7 +86,7 @@ def test_a_rebuild_that_outlasts_the_wait_is_a_503_with_retry_after(
 
 @pytest.mark.replicas(1)
 def test_a_client_who_just_wrote_still_reads_results_from_a_replica(client, replication):
-    definition = seeded_survey(replication, pages=2, questions_per_page=4)  # every kind
+    definition = seeded_survey(replication, pages=2, questions_per_page=4)  # both choice kinds
     url = start(client)
     post_page(client, url, valid_answers(definition.page(1)))  # pins this client to the primary
     replication.wait_for_replay()
