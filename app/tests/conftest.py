@@ -169,6 +169,17 @@ def client():
     return https_client()
 
 
+@pytest.fixture
+def author():
+    """A survey author's browser, logged in to the admin as a superuser."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_superuser("author", "a@example.com", "correct horse battery")
+    browser = https_client()
+    browser.force_login(user)
+    return browser
+
+
 def https_client():
     """A browser-like client behind nginx: HTTPS, CSRF enforced, cookies kept, Origin sent."""
     from django.test import Client

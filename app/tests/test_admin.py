@@ -1,23 +1,12 @@
 """Authoring in the admin: every change reaches the cached definition, and only once committed."""
 
-import pytest
-from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import transaction
 
 from routing import PRIMARY
 from surveys import selectors
 from surveys.models import Question
-from tests.conftest import https_client
 from tests.helpers import admin_question_form, csrf_token, seeded_survey
-
-
-@pytest.fixture
-def author():
-    User.objects.create_superuser("author", "a@example.com", "correct horse battery")
-    browser = https_client()
-    browser.force_login(User.objects.get(username="author"))
-    return browser
 
 
 def _cached_question_ids(slug="climate"):

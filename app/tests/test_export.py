@@ -5,21 +5,11 @@ import io
 import tracemalloc
 
 import pytest
-from django.contrib.auth.models import User
 
 from routing import PRIMARY, replicas
 from surveys import demo, export, selectors
 from surveys.models import Answer, Question, Response, Survey
-from tests.conftest import https_client
 from tests.helpers import queries_by_alias, replica_aliases, seeded_survey
-
-
-@pytest.fixture
-def staff():
-    User.objects.create_superuser("author", "a@example.com", "correct horse battery")
-    browser = https_client()
-    browser.force_login(User.objects.get(username="author"))
-    return browser
 
 
 def _url(slug="climate"):
@@ -34,12 +24,12 @@ def _download(browser, url):
     return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
 
 
-def test_the_export_has_a_row_per_response_and_a_column_per_question(staff, replication):
+def test_the_export_has_a_row_per_response_and_a_column_per_question(author, replication):
     definition = seeded_survey(replication, pages=2, questions_per_page=10)  # every kind
     demo.create_responses(Survey.objects.get(slug="climate"), 30)
     replication.wait_for_replay()
-    assert f'<a href="{_url()}">CSV</a>' in staff.get("/admin/surveys/survey/").content.decode()
-    table = _download(staff, _url())
+    assert f'<a href="{_url()}">CSV</a>' in author.get("/admin/surveys/survey/").content.decode()
+    table = _download(author, _url())
     head, body = table[0], table[1:]
     questions = definition.questions()
     assert head[:3] == ["response", "started_at", "completed_at"]
@@ -77,7 +67,7 @@ def test_the_export_is_for_staff_only(client, replication):
     assert "/admin/login/" in response["Location"]
 
 
-def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(staff, replication):
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(author, replication):
     seeded_survey(replication, pages=1, questions_per_page=10)  # the 10th is a text question
     survey = Survey.objects.get(slug="climate")
     demo.create_responses(survey, 1, completed_share=1)
@@ -88,13 +78,13 @@ def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(staff, replicatio
         defaults={"text_value": '=HYPERLINK("http://x")'},
     )
     replication.wait_for_replay()
-    table = _download(staff, _url())
+    table = _download(author, _url())
     assert '\'=HYPERLINK("http://x")' in table[1]
 
 
 @pytest.mark.replicas(1)
 def test_the_export_reads_a_replica_in_keyset_chunks_and_never_the_primary(
-    staff, replication, monkeypatch
+    author, replication, monkeypatch
 ):
     seeded_survey(replication, pages=1, questions_per_page=2)
     demo.create_responses(Survey.objects.get(slug="climate"), 25, completed_share=1)
@@ -102,7 +92,7 @@ def test_the_export_reads_a_replica_in_keyset_chunks_and_never_the_primary(
     selectors.survey_definition("climate")  # cached, as it is in service
     monkeypatch.setattr(export, "CHUNK_RESPONSES", 10)
     with queries_by_alias() as queries:
-        table = _download(staff, _url())
+        table = _download(author, _url())
     assert len(table) == 26
     responses = [sql for alias in replica_aliases() for sql in queries[alias]]
     keyset = [sql for sql in responses if sql == export._RESPONSES_SQL]
@@ -114,11 +104,11 @@ def test_the_export_reads_a_replica_in_keyset_chunks_and_never_the_primary(
 
 @pytest.mark.replicas(1)
 def test_without_a_usable_replica_the_export_waits_rather_than_load_the_primary(
-    staff, replication, monkeypatch
+    author, replication, monkeypatch
 ):
     seeded_survey(replication, pages=1, questions_per_page=2)
     monkeypatch.setattr(replicas.pool(), "choose", lambda floor=None: None)
-    response = staff.get(_url())
+    response = author.get(_url())
     assert response.status_code == 503
     assert response["Retry-After"] == "30"
 
