@@ -6,6 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.http import Http404
 
+from surveys import rendering
 from surveys.models import Question
 
 TEXT_MAX_LENGTH = 2000
@@ -76,6 +77,10 @@ class PageForm(forms.Form):
             elif len(values) > 1:
                 self.add_error(name, "Send one answer to this question.")
         return super().clean()
+
+    def fields_html(self):
+        """The page's inputs, for page.html: Django's widget markup, written without templates."""
+        return rendering.page_fields_html(self)
 
 
 def initial_from_answers(page, answers):
