@@ -33,17 +33,19 @@ from loadtests.fleet import Fleet, vault
 
 Row = tuple[float, str, str, float]  # time, host, metric, value
 
+# The comment the read router's status queries start with (app/routing/replicas.py:
+# STATUS_SQL, PRIMARY_SQL); the load tests do not import the app, so it is named here too, and
+# loadtests/tests checks that both queries start with it.
+ROUTER_STATUS_TAG = "/* tally:router-status */"
 # One row per sample: active and all client backends but this one; on a primary the largest
 # replay lag of its replicas (empty on a replica); and the running count of the read router's
-# status queries (app/routing/replicas.py: STATUS_SQL reads pg_stat_wal_receiver, PRIMARY_SQL
-# the lost slots), from pg_stat_statements, which lives in the app's database.
+# status queries, from pg_stat_statements, which lives in the app's database.
 ACTIVITY_SQL = (
     "SELECT count(*) FILTER (WHERE state = 'active'), count(*), "
     "CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT coalesce(max(pg_wal_lsn_diff("
     "pg_current_wal_lsn(), replay_lsn)), 0) FROM pg_stat_replication) END, "
-    "(SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE (query LIKE "
-    "'%pg_stat_wal_receiver%' OR query LIKE '%wal_status = %') AND query NOT LIKE "
-    "'%pg_stat_statements%') "
+    "(SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+    f"WHERE starts_with(query, '{ROUTER_STATUS_TAG}')) "
     "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
 # Metric name -> the Redis instance's port in the topology (tally_ports).
@@ -101,7 +103,6 @@ def parse_pools(lines: list[str]) -> dict[str, float]:
 STATS_COLUMNS = {
     "pgb_wait_us": "total_wait_time",  # time clients waited for a server connection
     "pgb_xact_us": "total_xact_time",  # time spent in transactions
-    "pgb_xact_count": "total_xact_count",
 }
 
 

@@ -3,11 +3,11 @@
 from functools import partial
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -99,16 +99,20 @@ class SurveyAdmin(RefreshDefinitionMixin, admin.ModelAdmin):
         using = PRIMARY
         if settings.TALLY_REPLICA_ALIASES:
             using = replicas.pool().choose()
-            if using is None:
-                response = HttpResponse(
-                    "No replica can serve the export now, and it never runs on the primary.",
-                    status=503,
-                    content_type="text/plain",
-                )
-                response["Retry-After"] = "30"
-                return response
-        # The definition from the same server as the answers: one consistent snapshot of both.
-        definition = selectors.survey_definition_build(survey.slug, using=using)
+        # The definition from the server the answers come from, so it names every question
+        # they answer (each chunk is a statement of its own, not one snapshot).
+        definition = using and selectors.survey_definition_build(survey.slug, using=using)
+        if not definition:
+            # Back to the list with the reason, not a 503: nginx would count that against
+            # the web host.
+            self.message_user(
+                request,
+                "No replica can serve the export now (it never runs on the primary, and a "
+                "survey created a moment ago may not have reached the replicas). Try again in "
+                "a minute.",
+                messages.WARNING,
+            )
+            return redirect("admin:surveys_survey_changelist")
         response = StreamingHttpResponse(
             export.csv_lines(definition, using), content_type="text/csv; charset=utf-8"
         )

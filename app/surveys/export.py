@@ -5,7 +5,13 @@ responses by id (an index on survey and id) and one for their answers, written o
 dropped before the next. Server-side cursors would hold one open transaction for the whole
 download, which transaction pooling cannot keep on one server connection; keyset pages need
 none. With replicas the export never reads the primary: when none is usable it is refused
-(503) rather than moved onto the database every write needs.
+rather than moved onto the database every write needs.
+
+Limits: each chunk is a statement of its own, so the file is not one snapshot, and a response
+whose id was taken before the export passed it but committed after is left out (ids are
+handed out before commit). A download must end within gunicorn's timeout (`app_timeout`): a
+sync worker tells its arbiter it is alive only between requests, so a longer one is killed
+and the file ends early.
 """
 
 import csv
@@ -43,7 +49,7 @@ class _Line:
 
 def header(definition: SurveyDef):
     return ["response", "started_at", "completed_at"] + [
-        _cell(f"p{page.position}.{number} {question.text}")
+        f"p{page.position}.{number} {question.text}"
         for page in definition.pages
         for number, question in enumerate(page.questions, start=1)
     ]
@@ -54,7 +60,7 @@ def _value(question, answer, labels):
         return ""
     if question.kind in (Question.Kind.SINGLE, Question.Kind.MULTIPLE):
         # A choice deleted after it was answered has no label any more: show its id.
-        return "; ".join(_cell(labels.get(choice_id, f"#{choice_id}")) for choice_id in answer[0])
+        return _cell("; ".join(labels.get(choice_id, f"#{choice_id}") for choice_id in answer[0]))
     if question.kind == Question.Kind.SCALE:
         return "" if answer[1] is None else str(answer[1])
     return _cell(answer[2])

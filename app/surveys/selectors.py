@@ -122,8 +122,9 @@ class ResultsBusy(Exception):
 # A cached copy of the results is fresh for TALLY_RESULTS_CACHE_SECONDS, and kept this many
 # times as long, so that while one request rebuilds it the others serve the stale copy.
 _RESULTS_KEPT_FACTOR = 10
-# The rebuild lock outlives any rebuild (a crashed one frees it when it expires).
-_RESULTS_LOCK_SECONDS = 30
+# The rebuild lock outlives a rebuild (it takes well under a second); a worker killed while
+# holding it delays the next rebuild by this long at most.
+_RESULTS_LOCK_SECONDS = 10
 # How long a request with no copy at all waits for another's rebuild, and how often it looks.
 _RESULTS_WAIT_SECONDS = 5
 _RESULTS_POLL_SECONDS = 0.05
@@ -134,31 +135,34 @@ def survey_results(definition):
 
     One rebuild per survey at a time, however many workers miss at once: the request that
     takes the lock (an atomic add) rebuilds; the others serve the previous copy meanwhile, or,
-    on a cold cache, wait for the new one. If the lock's holder vanished, or the cache cannot
-    be reached (its errors are ignored, so add fails and get finds nothing), a request
-    computes the results itself; if the rebuild outlasts the wait, ResultsBusy (a 503).
+    on a cold cache, wait for the new one and take the lock themselves if its holder went
+    away. A cache that cannot be reached (django-redis ignores its errors, and its add then
+    answers None rather than False) has no lock to share: each request computes. ResultsBusy
+    when a rebuild outlasts the wait.
     """
     key = _RESULTS_KEY.format(survey_id=definition.id)
     entry = cache.get(key)
     if entry is not None and entry["fresh_until"] > time.time():
         return entry["results"]
     lock = f"{key}:rebuilding"
-    if cache.add(lock, 1, _RESULTS_LOCK_SECONDS):
-        try:
-            return _survey_results_store(key, definition)
-        finally:
-            cache.delete(lock)
-    if entry is not None:
-        return entry["results"]
     deadline = time.monotonic() + _RESULTS_WAIT_SECONDS
-    while time.monotonic() < deadline:
+    while True:
+        taken = cache.add(lock, 1, _RESULTS_LOCK_SECONDS)
+        if taken is None:
+            return _survey_results_compute(definition)
+        if taken:
+            try:
+                return _survey_results_store(key, definition)
+            finally:
+                cache.delete(lock)
+        if entry is not None:
+            return entry["results"]
+        if time.monotonic() >= deadline:
+            raise ResultsBusy(definition.slug)
         time.sleep(_RESULTS_POLL_SECONDS)
         entry = cache.get(key)
         if entry is not None:
             return entry["results"]
-        if cache.get(lock) is None:
-            return _survey_results_store(key, definition)
-    raise ResultsBusy(definition.slug)
 
 
 def _survey_results_store(key, definition):

@@ -209,16 +209,14 @@ def survey_done(request, slug, token):
 @results_from_replica
 def survey_results(request, slug):
     definition = _definition_or_404(slug)
+    context = {"survey": definition, "refresh_seconds": settings.TALLY_RESULTS_CACHE_SECONDS}
     try:
-        results = selectors.survey_results(definition)
+        context["results"] = selectors.survey_results(definition)
     except selectors.ResultsBusy:
-        # Another request is computing them, and it outlasted the wait: try again shortly.
-        response = render(request, "503.html", status=503)
-        response["Retry-After"] = "1"
+        # Another request is counting them and outlasted the wait. Not a 503: nginx counts a
+        # web host's 503s against it (max_fails), and this one says nothing about the host.
+        response = render(request, "surveys/results.html", context)
+        response["Refresh"] = "2"
+        response["Cache-Control"] = "no-store"
         return response
-    context = {
-        "survey": definition,
-        "results": results,
-        "refresh_seconds": settings.TALLY_RESULTS_CACHE_SECONDS,
-    }
     return render(request, "surveys/results.html", context)

@@ -16,7 +16,7 @@ from capacity import calibration, model
 from loadtests import __main__ as cli
 from loadtests import analysis, bench, ledger, plan, report, samplers
 from loadtests.__main__ import write_calibration
-from loadtests.fleet import Fleet, topology
+from loadtests.fleet import ROOT, Fleet, topology
 from loadtests.forms import Form
 
 PAGE = """
@@ -278,6 +278,13 @@ def test_the_fleet_takes_ports_and_names_from_the_roles_and_the_environment():
     assert fleet.pgbouncer_psql()[:6] == ("psql", "-XAq", "-h", "127.0.0.1", "-p", str(port))
     assert fleet.setting("postgresql_app_database") == "tally"
     assert fleet.setting("app_server_timing") is True  # set by the local environment
+
+
+def test_the_router_status_queries_are_counted_by_the_comment_they_start_with():
+    # The app's two status queries carry the tag the samplers match at the start of a query.
+    source = (ROOT / "app" / "routing" / "replicas.py").read_text()
+    assert source.count(f'_SQL = """{samplers.ROUTER_STATUS_TAG}\n') == 2
+    assert f"starts_with(query, '{samplers.ROUTER_STATUS_TAG}')" in samplers.ACTIVITY_SQL
 
 
 def test_samplers_parse_what_psql_prints():

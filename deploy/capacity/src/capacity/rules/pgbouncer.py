@@ -33,8 +33,9 @@ def pgbouncer_min_pool_size(v):
     client that needs the next connection wait for its TCP, TLS and SCRAM login (1.5 to 5 ms
     each, measured on the local fleet: most of the waits pgbouncer counted in a step load).
     max_connections already counts every pool at its cap, so an open connection costs only an
-    idle backend. pgbouncer keeps them while a client is connected (Django's persistent
-    connections, under load), and closes them after server_idle_timeout without one."""
+    idle backend. pgbouncer opens them once a client has connected (Django's persistent
+    connections), never closes them for idleness (server_idle_timeout only trims a pool above
+    this size), and renews each after server_lifetime."""
     return v.pgbouncer_default_pool_size
 
 

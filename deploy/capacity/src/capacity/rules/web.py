@@ -86,11 +86,12 @@ def app_replica_status_ttl(v):
     "The router (app/routing/replicas.py): one status query per process, server and TTL.",
 )
 def router_status_queries_per_s(v):
-    """Status queries each database server answers for the read router, at most: a busy
-    gunicorn process asks the primary for its position, and each replica it reads from for its
-    replay and WAL receiver, once per status TTL. A process that serves fewer reads than that
-    asks once per read, so at low load the queries per request are higher (and so is the CPU
-    per request); without replicas there are none."""
+    """Status queries each database server answers for the read router with every process
+    busy: a gunicorn process asks the primary for its position, and each replica it reads from
+    for its replay and WAL receiver, once per status TTL. A process that serves fewer reads
+    than that asks once per read, so at low load the queries per request are higher (and so
+    is the CPU per request). During a graceful reload both generations of workers ask, twice
+    as many for that moment. Without replicas there are none."""
     if v.db_replicas > 0:
         return v.web_hosts * v.app_workers / v.replica_status_ttl_s
     return 0
