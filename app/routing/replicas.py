@@ -16,15 +16,15 @@ from routing import PRIMARY, lsn
 
 logger = logging.getLogger("tally.routing")
 
-# Both status queries start with the comment /* tally:router-status */, which
-# pg_stat_statements keeps: the load tests count the router's queries on each server by it
-# (loadtests/samplers.py, ROUTER_STATUS_TAG).
+# Both status queries carry the comment /* tally:router-status */ after their SELECT, where
+# pg_stat_statements keeps it (it drops what comes before a statement's first token): the load
+# tests count the router's queries on each server by it (loadtests/samplers.py).
 # One round trip per replica and status TTL. Health comes from the WAL receiver and the
 # replica's identity, not from received == replayed: a replica whose receiver died has replayed
 # all it received and looks current by its own numbers. pg_stat_wal_receiver shows its columns
 # only to roles with pg_read_all_stats; to others they read NULL.
-STATUS_SQL = """/* tally:router-status */
-SELECT pg_is_in_recovery(),
+STATUS_SQL = """
+SELECT /* tally:router-status */ pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text,
        COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
        (SELECT system_identifier::text FROM pg_control_system()),
@@ -36,8 +36,8 @@ FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
 # (the first 8 hex digits of a WAL file name), and the slots it has given up on. Replicas are
 # compared with these, not with what this process happens to remember, so a worker that was
 # just recycled judges them as an old one does.
-PRIMARY_SQL = """/* tally:router-status */
-SELECT pg_is_in_recovery(),
+PRIMARY_SQL = """
+SELECT /* tally:router-status */ pg_is_in_recovery(),
        CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END,
        CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_lsn()) END,
        (SELECT system_identifier::text FROM pg_control_system()),

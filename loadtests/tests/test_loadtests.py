@@ -280,11 +280,12 @@ def test_the_fleet_takes_ports_and_names_from_the_roles_and_the_environment():
     assert fleet.setting("app_server_timing") is True  # set by the local environment
 
 
-def test_the_router_status_queries_are_counted_by_the_comment_they_start_with():
-    # The app's two status queries carry the tag the samplers match at the start of a query.
+def test_the_router_status_queries_are_counted_by_the_comment_they_carry():
+    # The app's two status queries carry the tag after their first token (pg_stat_statements
+    # drops a comment before it), and the samplers look for it.
     source = (ROOT / "app" / "routing" / "replicas.py").read_text()
-    assert source.count(f'_SQL = """{samplers.ROUTER_STATUS_TAG}\n') == 2
-    assert f"starts_with(query, '{samplers.ROUTER_STATUS_TAG}')" in samplers.ACTIVITY_SQL
+    assert source.count(f'_SQL = """\nSELECT {samplers.ROUTER_STATUS_TAG} ') == 2
+    assert f"strpos(query, '{samplers.ROUTER_STATUS_TAG}') > 0" in samplers.ACTIVITY_SQL
 
 
 def test_samplers_parse_what_psql_prints():
