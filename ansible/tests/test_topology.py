@@ -4,12 +4,12 @@ The roles' own templates, defaults and the topology (ansible/group_vars/all) are
 this machine for inventories of each size; no fleet is needed.
 """
 
-import re
 import subprocess
 
 import pytest
 import yaml
 
+from capacity import model
 from loadtests.fleet import ROOT, topology
 
 ROLES = ROOT / "ansible" / "roles"
@@ -48,13 +48,10 @@ def _inventory(replicas: int) -> dict:
     }
 
 
-def _sizing() -> dict[str, int]:
-    """A stand-in for each sizing value pgbouncer.ini uses that has no role default (the
-    capacity model's, which is not what this test is about)."""
-    template = (ROOT / "pgbouncer/pgbouncer.ini.j2").read_text()
-    defaults = yaml.safe_load((ROLES / "pgbouncer/defaults/main.yml").read_text())
-    used = set(re.findall(r"\{\{\s*(pgbouncer_\w+)", template))
-    return dict.fromkeys(used - set(defaults), 1)
+def _sizing() -> dict:
+    """The role variables the capacity model owns, for the local environment: what `make
+    provision` writes to capacity.generated.yml, since the roles have no default for them."""
+    return model.evaluate(model.load("local")).ansible_vars()
 
 
 def _render(tmp_path, replicas: int) -> dict[str, str]:
