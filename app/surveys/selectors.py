@@ -152,6 +152,11 @@ def survey_results(definition):
             return _survey_results_compute(definition)
         if taken:
             try:
+                # The previous holder may have stored a fresh copy between this request's last
+                # look and its add: check again, or that copy would be rebuilt at once.
+                entry = cache.get(key)
+                if entry is not None and entry["fresh_until"] > time.time():
+                    return entry["results"]
                 return _survey_results_store(key, definition)
             finally:
                 cache.delete(lock)

@@ -5,7 +5,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from routing import PRIMARY
 from surveys import selectors
@@ -14,8 +14,10 @@ from tests.helpers import post_page, queries_by_alias, seeded_survey, start, val
 
 @pytest.fixture
 def slow_compute(monkeypatch):
-    """Replace the aggregate with a slow stand-in that counts how many run at once."""
-    state = {"calls": 0, "running": 0, "most": 0, "seconds": 0.3}
+    """Replace the aggregate with a stand-in that counts how many run at once, and that runs
+    until `release` is set (at once, unless a test clears it first)."""
+    state = {"calls": 0, "running": 0, "most": 0, "release": threading.Event()}
+    state["release"].set()
     lock = threading.Lock()
 
     def compute(definition):
@@ -23,9 +25,10 @@ def slow_compute(monkeypatch):
             state["calls"] += 1
             state["running"] += 1
             state["most"] = max(state["most"], state["running"])
-        time.sleep(state["seconds"])
+        released = state["release"].wait(timeout=10)
         with lock:
             state["running"] -= 1
+        assert released, "the test never released the rebuild"
         return {"started": state["calls"], "completed": 0, "questions": []}
 
     monkeypatch.setattr(selectors, "_survey_results_compute", compute)
@@ -36,11 +39,27 @@ def _key(definition):
     return selectors._RESULTS_KEY.format(survey_id=definition.id)
 
 
-def test_a_cold_cache_under_load_has_one_rebuild_in_flight(replication, slow_compute):
+def test_a_cold_cache_under_load_has_one_rebuild_in_flight(replication, slow_compute, monkeypatch):
     definition = seeded_survey(replication, pages=1, questions_per_page=2)
     cache.delete(_key(definition))
+    # The rebuild runs until every one of the 8 requests has asked for the lock, so all of
+    # them miss while it is in flight.
+    # Each thread has its own cache client, so the count goes on the backend's class.
+    backend = type(caches["default"])
+    asked, add = set(), backend.add
+
+    def counting_add(self, key, *args, **kwargs):
+        if key.endswith(":rebuilding"):
+            asked.add(threading.get_ident())
+            if len(asked) == 8:
+                slow_compute["release"].set()
+        return add(self, key, *args, **kwargs)
+
+    slow_compute["release"].clear()
+    monkeypatch.setattr(backend, "add", counting_add)
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda _: selectors.survey_results(definition), range(8)))
+    assert len(asked) == 8
     assert slow_compute["calls"] == 1
     assert slow_compute["most"] == 1
     assert all(answer == answers[0] for answer in answers)  # every waiter got the one rebuild
@@ -65,9 +84,11 @@ def test_a_waiter_rebuilds_itself_when_the_lock_holder_vanished(replication, slo
     definition = seeded_survey(replication, pages=1, questions_per_page=2)
     cache.delete(_key(definition))
     lock = f"{_key(definition)}:rebuilding"
-    cache.set(lock, 1, 30)  # a worker took the lock, then died before storing anything
-    threading.Timer(0.2, cache.delete, [lock]).start()
+    # A worker took the lock and died before storing anything: the lock expires by itself
+    # (here after 1 s, within the waiter's 5 s), and the waiter takes it.
+    cache.set(lock, 1, 1)
     assert selectors.survey_results(definition)["started"] == 1
+    assert cache.get(lock) is None  # released after the rebuild
     assert slow_compute["calls"] == 1
 
 
@@ -95,7 +116,6 @@ def test_an_unreachable_cache_costs_one_computation_per_request_and_no_waiting(
     definition = seeded_survey(replication, pages=1, questions_per_page=2)
     monkeypatch.setattr(cache, "get", lambda *args, **kwargs: None)
     monkeypatch.setattr(cache, "add", lambda *args, **kwargs: None)
-    slow_compute["seconds"] = 0
     started = time.monotonic()
     assert [selectors.survey_results(definition)["started"] for _ in range(3)] == [1, 2, 3]
     assert time.monotonic() - started < selectors._RESULTS_WAIT_SECONDS

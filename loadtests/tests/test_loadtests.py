@@ -320,24 +320,31 @@ def test_samplers_parse_what_psql_prints():
 
 
 def test_the_naive_deployment_goes_straight_to_the_primary_without_cache_or_replica():
+    # Ports, user and database from the topology, as the app role writes them.
+    top = topology()
+    ports, user, database = (
+        top["tally_ports"],
+        top["tally_users"]["database"],
+        top["tally_database"],
+    )
+    pgbouncer = f"127.0.0.1:{ports['pgbouncer']}"
+    primary = f"10.77.0.31:{ports['postgresql']}"
     tuned = "\n".join(
         [
             'DJANGO_SETTINGS_MODULE="tally.settings"',
-            'TALLY_DATABASE_URL="postgres://tally:s3cret@127.0.0.1:6432/tally"',
-            'TALLY_REPLICA_URLS="db2=postgres://tally:s3cret@127.0.0.1:6432/tally_db2"',
+            f'TALLY_DATABASE_URL="postgres://{user}:s3cret@{pgbouncer}/{database}"',
+            f'TALLY_REPLICA_URLS="db2=postgres://{user}:s3cret@{pgbouncer}/{database}_db2"',
             'TALLY_DB_CONN_MAX_AGE="60"',
         ]
     )
-    naive = bench.naive_environment(tuned, "127.0.0.1:6432", "10.77.0.31:5432").splitlines()
-    assert 'TALLY_DATABASE_URL="postgres://tally:s3cret@10.77.0.31:5432/tally"' in naive
+    naive = bench.naive_environment(tuned, pgbouncer, primary).splitlines()
+    assert f'TALLY_DATABASE_URL="postgres://{user}:s3cret@{primary}/{database}"' in naive
     assert not any(line.startswith("TALLY_REPLICA_URLS") for line in naive)
     assert naive.count('TALLY_DB_CONN_MAX_AGE="0"') == 1
     assert 'TALLY_CACHE_ENABLED="false"' in naive
     assert 'TALLY_SESSION_ENGINE="django.contrib.sessions.backends.db"' in naive
     with pytest.raises(SystemExit, match="does not point at the local pgbouncer"):
-        bench.naive_environment(
-            'TALLY_DATABASE_URL="postgres://x@db:5432/t"', "127.0.0.1:6432", "h:1"
-        )
+        bench.naive_environment(f'TALLY_DATABASE_URL="postgres://x@{primary}/t"', pgbouncer, "h:1")
 
 
 def test_pgbench_runs_the_apps_page_submit_as_one_transaction():
