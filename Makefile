@@ -91,20 +91,14 @@ check-env:
 	elif [ ! -s $(VAULT_PASSWORD) ]; then echo "No vault password for ENV=$(ENV): put it in $(VAULT_PASSWORD)" \
 	  "(see deploy/README.md)." >&2; exit 2; fi
 
-build/wheels/requirements.txt: pyproject.toml uv.lock | venv
-	rm -rf build/wheels && mkdir -p build/wheels
-	$(UV) export --locked --no-default-groups --no-emit-project --format requirements-txt --quiet -o $@.tmp
-	$(UV) tool run --from pip==$(PIP_VERSION) pip download --quiet --dest build/wheels \
-	  --only-binary :all: $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version $(WHEEL_PYTHON) \
-	  --implementation cp -r $@.tmp
-	mv $@.tmp $@
-
+# A release: the app's wheel and its locked dependencies' wheels in one reproducible archive,
+# named by its content (scripts/build-release). REF=<git ref> builds a committed version
+# instead of the working tree.
+REF ?=
 .PHONY: wheels
-wheels: build/wheels/requirements.txt ## Build the app's wheel and fetch its locked dependencies' wheels
-	rm -f build/wheels/tally-*.whl
-	$(UV) build --wheel --out-dir build/wheels --quiet
-	# Reproducible: the same wheels give the same bytes, so a re-provision ships nothing.
-	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C build/wheels -cf build/wheels.tar .
+wheels: venv ## Build the release: the app's wheel and its locked dependencies' wheels (REF=<git ref>)
+	UV=$(UV) WHEEL_PYTHON=$(WHEEL_PYTHON) WHEEL_PLATFORMS="$(WHEEL_PLATFORMS)" PIP_VERSION=$(PIP_VERSION) \
+	  scripts/build-release $(REF)
 
 # The capacity model (deploy/capacity, a package in the venv): every sizing value the roles use,
 # from each environment's capacity.yml, calibration.yml and inventory.
@@ -140,6 +134,19 @@ provision: venv check-env wheels ## Stand up (or converge) the whole stack for E
 	@# otherwise its role variables land in $(DEPLOY)/group_vars/all/capacity.generated.yml.
 	$(CAPACITY) $(ENV) --out build/$(ENV)/capacity --group-vars
 	$(PLAYBOOK) ansible/site.yml
+
+# Releases: the web hosts roll one batch at a time (BATCH hosts, 1 by default), each drained
+# from the load balancers first; ansible/deploy.yml and ansible/roll.yml.
+BATCH ?=
+ROLL := $(if $(BATCH),-e deploy_batch=$(BATCH))
+
+.PHONY: deploy
+deploy: venv check-env wheels ## Roll a new release out host by host: make deploy [ENV=local] [REF=<git ref>] [BATCH=1]
+	$(PLAYBOOK) ansible/deploy.yml $(ROLL)
+
+.PHONY: rollback
+rollback: venv check-env ## Roll every web host back to the release it served before: make rollback [ENV=local]
+	$(PLAYBOOK) ansible/deploy.yml -e deploy_rollback=true $(ROLL)
 
 .PHONY: admin-password
 admin-password: venv ## Print the admin password of ENV (from its vault)

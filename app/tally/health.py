@@ -10,13 +10,15 @@ from redis.exceptions import RedisError
 
 from routing import PRIMARY
 from routing.replicas import pool
+from tally import release
 
 
 @never_cache
 @require_GET
 def healthz(request):
-    """The process is up and serving; touches no backend, so a slow database cannot fail it."""
-    return HttpResponse("ok\n", content_type="text/plain")
+    """The process is up and serving, and which release it runs; touches no backend, so a slow
+    database cannot fail it."""
+    return HttpResponse(f"ok {release.current()}\n", content_type="text/plain")
 
 
 @never_cache
@@ -33,7 +35,8 @@ def readyz(request):
     else:  # sessions in the database (make bench's naive deployment): the primary holds them
         checks["sessions"] = {"ok": checks["primary"]["ok"], "store": "database"}
     ready = checks["primary"]["ok"] and checks["sessions"]["ok"]
-    return JsonResponse({"ready": ready, **checks}, status=200 if ready else 503)
+    body = {"ready": ready, "release": release.current(), **checks}
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 def _check_primary():

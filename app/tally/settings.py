@@ -33,6 +33,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every response, a 500 or a 503 too, names the release that made it.
+    "tally.release.ReleaseHeaderMiddleware",
     *(
         ["tally.middleware.ServerTimingMiddleware"]
         if env_bool("TALLY_SERVER_TIMING", False)

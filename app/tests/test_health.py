@@ -3,6 +3,8 @@
 import pytest
 from django.conf import settings
 
+from tally import release
+
 
 def test_healthz_touches_no_backend(client, replication, bring_back):
     for node in (*replication.replicas, replication.primary):
@@ -12,7 +14,7 @@ def test_healthz_touches_no_backend(client, replication, bring_back):
     finally:
         bring_back(replication.primary, *replication.replicas)
     assert response.status_code == 200
-    assert response.content == b"ok\n"
+    assert response.content == b"ok dev\n"  # the release: the tests run outside a release
 
 
 def test_healthz_is_served_over_plain_http_for_local_probes():
@@ -25,6 +27,7 @@ def test_healthz_is_served_over_plain_http_for_local_probes():
 def test_readyz_reports_every_backend(client):
     body = client.get("/readyz").json()
     assert body["ready"] is True
+    assert body["release"] == "dev"
     assert body["primary"] == {"ok": True}
     assert sorted(body["replicas"]) == sorted(settings.TALLY_REPLICA_ALIASES)
     for replica in body["replicas"].values():
@@ -105,3 +108,19 @@ def test_readyz_without_a_cache_and_with_sessions_in_the_database(client):
     body = response.json()
     assert body["cache"] == {"ok": True, "off": True}
     assert body["sessions"] == {"ok": True, "store": "database"}
+
+
+def test_every_response_names_its_release(client, monkeypatch):
+    monkeypatch.setenv("TALLY_RELEASE", "abc123def456")
+    from django.test import Client
+
+    for path in ("/healthz", "/", "/s/no-such-survey/"):  # a page, a redirect, a 404
+        response = Client().get(path, secure=True)
+        assert response[release.HEADER] == "abc123def456", path
+    assert Client().get("/healthz").content == b"ok abc123def456\n"
+
+
+def test_the_release_is_the_directory_of_the_interpreters_venv(monkeypatch):
+    monkeypatch.delenv("TALLY_RELEASE", raising=False)
+    assert release.current("/opt/tally/releases/0123456789ab/venv") == "0123456789ab"
+    assert release.current("/work/tally/.venv") == "dev"
