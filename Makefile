@@ -123,6 +123,19 @@ loadtest: venv ## Step load up to 1.2x the predicted capacity; report, verdicts 
 bench: venv ## Tuned vs naive deployment vs trivial view vs pgbench, side by side (build/ENV/bench/)
 	$(LOADTESTS).bench $(ENV) $(BENCH_ARGS)
 
+# Failure drills (loadtests/drills.py): the survey load, one fault, the heal, the ledger.
+DRILL_ARGS ?=
+DRILL_NAMES = $(shell $(RUN) python -c 'from loadtests.drills import DRILLS; print(*DRILLS)' 2>/dev/null)
+
+.PHONY: drill
+drill: venv ## Run one failure drill under the target load: make drill NAME=web-kill [ENV=local]
+	@[ -n "$(NAME)" ] || { echo "Name a drill: make drill NAME=<one of: $(DRILL_NAMES)>" >&2; exit 2; }
+	$(LOADTESTS).drills $(ENV) $(NAME) $(DRILL_ARGS)
+
+.PHONY: drills
+drills: venv ## Run every failure drill, one after another; report in build/ENV/drills/
+	$(LOADTESTS).drills $(ENV) $(DRILL_ARGS)
+
 .PHONY: calibrate
 calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/calibration.yml
 	$(LOADTESTS) $(ENV) --shape calibration $(LOADTEST_ARGS)

@@ -36,6 +36,8 @@ class Request:
     response_ms: float
     server_ms: float | None
     ok: bool
+    status: int = 0  # 0: no response (a connection error or a timeout)
+    release: str = ""  # the X-Tally-Release that answered
 
 
 def read_requests(path: Path) -> list[Request]:
@@ -47,6 +49,8 @@ def read_requests(path: Path) -> list[Request]:
                 float(row["response_ms"]),
                 float(row["server_ms"]) if row["server_ms"] else None,
                 row["ok"] == "True",
+                int(row.get("status") or 0),
+                row.get("release") or "",
             )
             for row in csv.DictReader(f)
         ]

@@ -39,9 +39,12 @@ OUT = Path(os.environ.get("TALLY_LOAD_OUT", "."))
 THINK = PLAN.think_time_s
 SURVEY_LINK = re.compile(r'href="/s/([\w-]+)/"')
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+# The release that served a response (app/tally/release.py).
+RELEASE_HEADER = "X-Tally-Release"
 
 # This process's records, drained to the master in distributed mode.
-records: list[tuple] = []  # (time, name, response_ms, server_ms, ok)
+# (time, name, response_ms, server_ms, ok, HTTP status or 0 without a response, release)
+records: list[tuple] = []
 ledger: list[tuple] = []  # (kind, id, slug, token, page)
 rereads: list[tuple] = []  # (time, token, page, questions shown stale, separated by spaces)
 stage_starts: list[tuple] = []  # (time, label, users)
@@ -67,8 +70,18 @@ def _server_ms(response) -> float | None:
 
 @events.request.add_listener
 def _record(request_type, name, response_time, response, exception, **_kwargs):
+    status = getattr(response, "status_code", 0) or 0
+    release = response.headers.get(RELEASE_HEADER, "") if status else ""
     records.append(
-        (time.time(), name, round(response_time, 2), _server_ms(response), exception is None)
+        (
+            time.time(),
+            name,
+            round(response_time, 2),
+            _server_ms(response),
+            exception is None,
+            status,
+            release,
+        )
     )
 
 
@@ -95,7 +108,7 @@ def _write(environment, **_kwargs):
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "requests.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["time", "name", "response_ms", "server_ms", "ok"])
+        writer.writerow(["time", "name", "response_ms", "server_ms", "ok", "status", "release"])
         writer.writerows(sorted(records))
     with (OUT / "ledger.csv").open("w", newline="") as f:
         writer = csv.writer(f)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +87,30 @@ def run_locust(the_plan: plan.Plan, out: Path, processes: int) -> int:
     with (out / "locust.log").open("w") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process
+
+
+@contextmanager
+def background(fleet: Fleet, the_plan: plan.Plan, out: Path) -> Iterator[subprocess.Popen]:
+    """Run the plan's load while the caller does something else (a deploy, a drill), and stop
+    it when the caller is done: Locust writes requests.csv, ledger.csv and rereads.csv to `out`
+    as it quits."""
+    out.mkdir(parents=True, exist_ok=True)
+    the_plan.save(out / "plan.json")
+    preflight(fleet)
+    process = run_locust(the_plan, out, 1)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()  # Locust's SIGTERM handler quits cleanly and writes its files
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    if not (out / "requests.csv").exists():
+        print((out / "locust.log").read_text()[-3000:], file=sys.stderr)
+        raise SystemExit(f"Locust left no results; its log: {out / 'locust.log'}")
 
 
 def pgbouncer_totals(fleet: Fleet, password: str) -> tuple[float, float]:

@@ -1,0 +1,34 @@
+"""Operating the e2e fleet under a light load with a ledger (loadtests/drills.py): a deploy
+with an expand migration and its rollback, a web host's gunicorn killed, and the primary away
+for a few seconds. `make drills` runs the full set at the target load."""
+
+import json
+
+import pytest
+
+from loadtests import drills
+
+
+def _check(summary, name):
+    result = summary["drills"][name]
+    print(name, json.dumps(result["figures"], sort_keys=True))
+    failed = [f"{v['name']}: {v['measured']}" for v in result["verdicts"] if not v["passed"]]
+    assert not failed, f"{name}: " + "; ".join(failed)
+
+
+def test_a_deploy_with_an_expand_migration_then_a_rollback_fail_no_request(fleet, tmp_path):
+    before = set(drills._serving(fleet).values())
+    summary = drills.run(
+        fleet, ["deploy", "rollback"], tmp_path, light=True, notes={"deploy": {"migration": True}}
+    )
+    _check(summary, "deploy")
+    _check(summary, "rollback")
+    deploy = summary["drills"]["deploy"]["figures"]
+    assert deploy["release"] not in before  # a new release did roll out...
+    assert set(deploy["releases"]) == before | {deploy["release"]}  # ...and both answered
+    assert set(drills._serving(fleet).values()) == before  # the rollback returned to the old
+
+
+@pytest.mark.parametrize("name", ["web-kill", "primary-blip"])
+def test_a_drill_under_light_load(fleet, tmp_path, name):
+    _check(drills.run(fleet, [name], tmp_path, light=True), name)

@@ -1,0 +1,510 @@
+"""python -m loadtests.drills ENV [NAME ...] [--light]: failure drills under load, with a ledger.
+
+Each drill runs the survey load (the capacity model's target rate, or a light load with
+--light), injects one fault, heals it, stops the load, reconciles the ledger of acknowledged
+writes with the database and judges what the fault cost. The report folder
+(build/ENV/drills/<time>/) gets index.md with each drill's section (verdicts, figures, a
+timeline of errors and latency around the fault), summary.json and the raw CSVs of each drill.
+Exits 1 when a verdict fails. `make drill NAME=...` runs one, `make drills` every one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from loadtests import analysis, ledger, runner
+from loadtests.__main__ import arguments, build_plan
+from loadtests.fleet import ROOT, Fleet
+from loadtests.releases import scratch_release
+
+# The load runs this long before the fault (its warm-up is not judged) and after the heal.
+STEADY_S = 15
+AFTER_S = 20
+# A light load for `make test`: enough requests to see a fault, little CPU.
+LIGHT_ARGS = ["--shape", "light", "--users", "8", "--think", "1", "--warmup", "5"]
+# Load runs until a drill stops it; this only bounds a drill that hangs.
+MAX_LOAD_S = 1800
+# How long the primary stays away, and by when service must be back after it returns
+# (pgbouncer retries a failed server login every second).
+PRIMARY_AWAY_S = 5
+PRIMARY_RECOVERY_S = 5
+
+
+@dataclass
+class Verdict:
+    name: str
+    measured: str
+    passed: bool
+
+
+@dataclass
+class Outcome:
+    """What one drill measured. Times are seconds since the epoch."""
+
+    name: str
+    title: str
+    requests: list[analysis.Request]
+    start: float  # the load's warm-up ended: requests from here on are judged
+    fault: float
+    heal: float
+    end: float
+    ledger: dict
+    notes: dict = field(default_factory=dict)  # what the fault itself reported
+
+    @property
+    def judged(self) -> list[analysis.Request]:
+        return [r for r in self.requests if self.start <= r.time <= self.end]
+
+    @property
+    def failed(self) -> list[analysis.Request]:
+        return [r for r in self.judged if not r.ok]
+
+    def failed_of(self, method: str) -> list[analysis.Request]:
+        return [r for r in self.failed if r.name.endswith(method)]
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        """Failures by status ('0' is no response at all)."""
+        return dict(sorted(Counter(str(r.status) for r in self.failed).items()))
+
+    @property
+    def recovery_s(self) -> float:
+        """From the heal to the last failure after it (0: none after the heal)."""
+        late = [r.time for r in self.failed if r.time >= self.heal]
+        return round(max(late) - self.heal, 2) if late else 0.0
+
+    @property
+    def releases(self) -> list[str]:
+        """The releases that answered, in the order they first did."""
+        return list(dict.fromkeys(r.release for r in self.judged if r.release))
+
+    def figures(self) -> dict:
+        return {
+            "requests": len(self.judged),
+            "failed": len(self.failed),
+            "failed_gets": len(self.failed_of("GET")),
+            "failed_posts": len(self.failed_of("POST")),
+            "failures_by_status": self.statuses,
+            "acknowledged": self.ledger["acknowledged"],
+            "completed": self.ledger["completed"],
+            "missing": self.missing,
+            "rereads": self.ledger["rereads"],
+            "stale_reads": self.ledger["stale_reads"],
+            "fault_s": round(self.heal - self.fault, 2),
+            "recovery_s": self.recovery_s,
+            "releases": self.releases,
+            **self.notes,
+        }
+
+    @property
+    def missing(self) -> int:
+        return (
+            self.ledger["missing_primary"]
+            + self.ledger["missing_completed"]
+            + self.ledger["missing_replica"]
+        )
+
+
+# --- Common verdicts --------------------------------------------------------------------------
+
+
+def nothing_lost(o: Outcome) -> Verdict:
+    return Verdict(
+        "0 acknowledged submissions lost",
+        f"{o.missing} missing of {o.ledger['acknowledged']} pages and "
+        f"{o.ledger['completed']} completions",
+        o.missing == 0 and o.ledger["acknowledged"] > 0,
+    )
+
+
+def no_stale_reads(o: Outcome) -> Verdict:
+    return Verdict(
+        "0 stale reads of a client's own write",
+        f"{o.ledger['stale_reads']} of {o.ledger['rereads']} re-reads",
+        o.ledger["stale_reads"] == 0 and o.ledger["rereads"] > 0,
+    )
+
+
+def no_failures(o: Outcome) -> Verdict:
+    return Verdict(
+        "0 failed requests",
+        f"{len(o.failed)} of {len(o.judged)} ({o.statuses or 'none'})",
+        not o.failed and len(o.judged) > 0,
+    )
+
+
+# --- The drills -------------------------------------------------------------------------------
+
+
+@dataclass
+class Drill:
+    name: str
+    title: str
+    inject: Callable[[Fleet, dict], None]
+    heal: Callable[[Fleet, dict], None]
+    hold_s: float  # how long the fault lasts before it is healed
+    judge: Callable[[Outcome, Fleet], list[Verdict]]
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def _deploy(fleet: Fleet, notes: dict) -> None:
+    ref = notes.get("ref") or scratch_release(notes.get("migration", False))
+    started = time.time()
+    run = _make("deploy", f"ENV={fleet.env}", f"REF={ref}")
+    notes["deploy_s"] = round(time.time() - started, 1)
+    if run.returncode:
+        raise DrillError(f"make deploy failed:\n{(run.stdout + run.stderr)[-4000:]}")
+    notes["release"] = json.loads((ROOT / "build" / "release.json").read_text())["id"]
+
+
+def _rollback(fleet: Fleet, notes: dict) -> None:
+    previous = fleet.setting("tally_app_home") + "/previous"
+    targets = {fleet.exec(h, "readlink", previous).strip() for h in fleet.hosts("web")}
+    notes["release"] = Path(targets.pop()).name if len(targets) == 1 else f"? {targets}"
+    started = time.time()
+    run = _make("rollback", f"ENV={fleet.env}")
+    notes["rollback_s"] = round(time.time() - started, 1)
+    if run.returncode:
+        raise DrillError(f"make rollback failed:\n{(run.stdout + run.stderr)[-4000:]}")
+
+
+def _local_get(fleet: Fleet, host: str, path: str) -> str | None:
+    """The body of a GET of gunicorn on a web host, from the host itself; None if it failed."""
+    url = f"http://127.0.0.1:{fleet.port('gunicorn')}{path}"
+    probe = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=2).read().decode())"
+    result = fleet.run(host, "python3", "-c", probe)
+    return None if result.returncode else result.stdout
+
+
+def _serving(fleet: Fleet) -> dict[str, str]:
+    """The release each web host answers with on its own port (`ok <release>` of /healthz)."""
+    return {
+        host: (_local_get(fleet, host, "/healthz") or "? none").split()[-1]
+        for host in fleet.hosts("web")
+    }
+
+
+def _judge_roll(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    serving = _serving(fleet)
+    wanted = o.notes["release"]
+    last = [r.release for r in o.judged if r.release][-20:]
+    return [
+        no_failures(o),
+        nothing_lost(o),
+        no_stale_reads(o),
+        Verdict(
+            "every web host serves the release, and so do the last responses",
+            f"hosts {serving}; last responses {sorted(set(last))}; wanted {wanted}",
+            set(serving.values()) == {wanted} and set(last) == {wanted},
+        ),
+    ]
+
+
+def _nothing(fleet: Fleet, notes: dict) -> None:
+    return None
+
+
+# --- Faults on a web host and on the primary ----------------------------------------------------
+
+NGINX_ERROR_LOG = "/var/log/nginx/error.log"
+# nginx's words for a request it could not complete on an upstream host, and for marking hosts.
+UPSTREAM_FAILED = ("while connecting to upstream", "while reading response header from upstream")
+HOST_DISABLED = "upstream server temporarily disabled"
+NO_LIVE_UPSTREAMS = "no live upstreams"
+
+
+def _victim(fleet: Fleet) -> str:
+    return fleet.hosts("web")[0]
+
+
+def _mark_nginx_log(fleet: Fleet, notes: dict) -> None:
+    notes["_log_offsets"] = {
+        lb: int(fleet.exec(lb, "stat", "-c", "%s", NGINX_ERROR_LOG)) for lb in fleet.hosts("lb")
+    }
+
+
+def _nginx_log_since(fleet: Fleet, notes: dict) -> list[str]:
+    lines = []
+    for lb, offset in notes["_log_offsets"].items():
+        text = fleet.exec(lb, "tail", "-c", f"+{offset + 1}", NGINX_ERROR_LOG)
+        lines += text.splitlines()
+    return lines
+
+
+def _kill_gunicorn(fleet: Fleet, notes: dict) -> None:
+    host = _victim(fleet)
+    notes["host"] = host
+    notes["workers"] = fleet.gunicorn_workers(host)
+    _mark_nginx_log(fleet, notes)
+    fleet.exec(host, "systemctl", "kill", "--signal=SIGKILL", "tally.service")
+
+
+def _stop_host(fleet: Fleet, notes: dict) -> None:
+    host = _victim(fleet)
+    notes["host"] = host
+    notes["workers"] = fleet.gunicorn_workers(host)
+    _mark_nginx_log(fleet, notes)
+    subprocess.run(["docker", "kill", fleet.container(host)], check=True, capture_output=True)
+
+
+def _start_host(fleet: Fleet, notes: dict) -> None:
+    host = notes["host"]
+    subprocess.run(["docker", "start", fleet.container(host)], check=True, capture_output=True)
+    _wait_ready(fleet, host)
+
+
+def _wait_ready(fleet: Fleet, host: str, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while _local_get(fleet, host, "/readyz") is None:
+        if time.time() > deadline:
+            raise DrillError(f"{host} was not ready {timeout:g} s after it came back")
+        time.sleep(0.5)
+
+
+def _judge_web_host(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    log = _nginx_log_since(fleet, o.notes)
+    address = fleet.address(o.notes["host"])
+    tries = [line for line in log if address in line and any(w in line for w in UPSTREAM_FAILED)]
+    o.notes["nginx_failed_tries"] = len(tries)
+    # With max_fails=1 nginx tries a dead host once per fail_timeout at most.
+    fail_timeout = float(str(fleet.setting("nginx_upstream_fail_timeout")).removesuffix("s"))
+    allowed = math.ceil((o.heal - o.fault + o.recovery_s) / fail_timeout) + 1
+    posts = o.failed_of("POST")
+    return [
+        Verdict(
+            "0 failed GETs: nginx retries them on another host",
+            f"{len(o.failed_of('GET'))} of {sum(r.name.endswith('GET') for r in o.judged)}",
+            not o.failed_of("GET"),
+        ),
+        Verdict(
+            "failed POSTs no more than the requests in flight on the host",
+            f"{len(posts)} failed; the host ran {o.notes['workers']} workers "
+            f"({Counter(str(r.status) for r in posts)})",
+            len(posts) <= o.notes["workers"],
+        ),
+        nothing_lost(o),
+        no_stale_reads(o),
+        Verdict(
+            "nginx stops sending to the dead host after its first failure",
+            f"{len(tries)} failed tries of {o.notes['host']} logged; at most {allowed} "
+            f"(one per {fail_timeout:g} s)",
+            len(tries) <= allowed,
+        ),
+    ]
+
+
+def _postgresql(fleet: Fleet, action: str) -> None:
+    unit = f"postgresql@{fleet.setting('postgresql_version')}-{fleet.setting('postgresql_cluster')}"
+    fleet.exec(fleet.hosts("db_primary")[0], "systemctl", action, unit)
+
+
+def _stop_primary(fleet: Fleet, notes: dict) -> None:
+    _mark_nginx_log(fleet, notes)
+    _postgresql(fleet, "stop")
+
+
+def _start_primary(fleet: Fleet, notes: dict) -> None:
+    _postgresql(fleet, "start")
+
+
+def _judge_primary_blip(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    log = _nginx_log_since(fleet, o.notes)
+    disabled = [line for line in log if HOST_DISABLED in line or NO_LIVE_UPSTREAMS in line]
+    o.notes["nginx_hosts_disabled"] = len(disabled)
+    other = {status: n for status, n in o.statuses.items() if status != "503"}
+    return [
+        Verdict(
+            "clients get 503 (with Retry-After), nothing else",
+            f"failures by status {o.statuses or 'none'}",
+            not other and o.statuses.get("503", 0) > 0,
+        ),
+        Verdict(
+            "every web host stays in nginx's rotation",
+            f"{len(disabled)} host(s) disabled or 'no live upstreams' in nginx's log",
+            not disabled,
+        ),
+        Verdict(
+            f"service returns within {PRIMARY_RECOVERY_S:g} s of the primary's return",
+            f"last failure {o.recovery_s} s after the primary started",
+            o.recovery_s <= PRIMARY_RECOVERY_S,
+        ),
+        nothing_lost(o),
+        no_stale_reads(o),
+    ]
+
+
+DRILLS = {
+    "deploy": Drill(
+        "deploy",
+        "A new release rolls out, host by host, with an expand migration",
+        _deploy,
+        _nothing,
+        0,
+        _judge_roll,
+    ),
+    "rollback": Drill(
+        "rollback",
+        "The web hosts roll back to the release they served before",
+        _rollback,
+        _nothing,
+        0,
+        _judge_roll,
+    ),
+    "web-kill": Drill(
+        "web-kill",
+        "gunicorn on a web host is killed (SIGKILL); systemd restarts it",
+        _kill_gunicorn,
+        _nothing,
+        0,
+        _judge_web_host,
+    ),
+    "web-stop": Drill(
+        "web-stop",
+        "A web host stops hard (its container killed), then starts again",
+        _stop_host,
+        _start_host,
+        15,
+        _judge_web_host,
+    ),
+    "primary-blip": Drill(
+        "primary-blip",
+        f"The primary is away for {PRIMARY_AWAY_S} s (PostgreSQL stopped, then started)",
+        _stop_primary,
+        _start_primary,
+        PRIMARY_AWAY_S,
+        _judge_primary_blip,
+    ),
+}
+
+
+class DrillError(RuntimeError):
+    """A drill could not inject or heal its fault."""
+
+
+# --- Running them -----------------------------------------------------------------------------
+
+
+def run_drill(fleet: Fleet, drill: Drill, out: Path, light: bool, notes=None) -> Outcome:
+    """One drill's course: load, fault, heal, load again, stop, reconcile."""
+    shape = LIGHT_ARGS if light else ["--shape", "soak"]
+    args = arguments([fleet.env, *shape, "--seconds", str(MAX_LOAD_S)])
+    the_plan = build_plan(args, fleet)
+    notes = dict(notes or {})
+    with runner.background(fleet, the_plan, out):
+        start = time.time() + the_plan.warmup_s
+        time.sleep(STEADY_S)
+        fault = time.time()
+        print(f"drill {drill.name}: {drill.title}", flush=True)
+        drill.inject(fleet, notes)
+        time.sleep(max(0.0, drill.hold_s - (time.time() - fault)))
+        heal = time.time()
+        drill.heal(fleet, notes)
+        time.sleep(AFTER_S)
+        end = time.time()
+    requests = analysis.read_requests(out / "requests.csv")
+    reconciled = ledger.reconcile(fleet, out / "ledger.csv")
+    reconciled["rereads"], reconciled["stale_reads"] = ledger.stale_reads(out / "rereads.csv")
+    return Outcome(drill.name, drill.title, requests, start, fault, heal, end, reconciled, notes)
+
+
+def timeline(o: Outcome, folder: Path) -> str:
+    """Requests, failures and p95 per second around the fault, as an SVG."""
+    seconds = range(int(o.start - o.fault), int(o.end - o.fault) + 1)
+    per: dict[int, list[analysis.Request]] = {s: [] for s in seconds}
+    for r in o.judged:
+        per.setdefault(math.floor(r.time - o.fault), []).append(r)
+    xs = sorted(per)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True)
+    top.plot(xs, [len(per[x]) for x in xs], label="requests/s", color="0.3")
+    top.bar(xs, [sum(not r.ok for r in per[x]) for x in xs], color="tab:red", label="failed")
+    top.set_ylabel("per second")
+    top.legend(fontsize=7)
+    p95 = [analysis.percentile([r.response_ms for r in per[x]], 95) for x in xs]
+    bottom.plot(xs, p95, color="tab:blue")
+    bottom.set_ylabel("p95 ms")
+    bottom.set_xlabel("seconds from the fault")
+    for ax in (top, bottom):
+        ax.axvspan(0, max(o.heal - o.fault, 0.3), color="tab:red", alpha=0.12)
+    fig.suptitle(o.title, fontsize=9)
+    name = f"{o.name}.svg"
+    fig.tight_layout()
+    fig.savefig(folder / name, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return name
+
+
+def section(o: Outcome, verdicts: list[Verdict], plot: str) -> str:
+    figures = o.figures()
+    lines = [f"## {o.name}: {o.title}", ""]
+    lines += ["| verdict | measured | |", "| --- | --- | --- |"]
+    lines += [f"| {v.name} | {v.measured} | {'PASS' if v.passed else 'FAIL'} |" for v in verdicts]
+    lines += ["", "| figure | value |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in figures.items()]
+    lines += ["", f"![timeline]({o.name}/{plot})", ""]
+    return "\n".join(lines)
+
+
+def run(fleet: Fleet, names: list[str], out: Path, light: bool, notes=None) -> dict:
+    """Run drills one after another; write the report; return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"env": fleet.env, "light": light, "drills": {}}
+    sections = [f"# Drills on {fleet.env} ({'light load' if light else 'the target load'})", ""]
+    for name in names:
+        drill = DRILLS[name]
+        folder = out / name
+        outcome = run_drill(fleet, drill, folder, light, (notes or {}).get(name))
+        verdicts = drill.judge(outcome, fleet)
+        plot = timeline(outcome, folder)
+        sections.append(section(outcome, verdicts, plot))
+        summary["drills"][name] = {
+            "figures": outcome.figures(),
+            "verdicts": [asdict(v) for v in verdicts],
+            "passed": all(v.passed for v in verdicts),
+        }
+        for v in verdicts:
+            print(f"  {name}: {'PASS' if v.passed else 'FAIL'} {v.name}: {v.measured}", flush=True)
+    (out / "index.md").write_text("\n".join(sections))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.drills", description=__doc__)
+    p.add_argument("env")
+    p.add_argument("names", nargs="*", help=f"drills to run (default: all): {', '.join(DRILLS)}")
+    p.add_argument("--light", action="store_true", help="a light load instead of the target's")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.names) - set(DRILLS))
+    if unknown:
+        p.error(f"unknown drill(s) {', '.join(unknown)}; drills: {', '.join(DRILLS)}")
+    fleet = Fleet.of(args.env)
+    out = args.out or ROOT / "build" / args.env / "drills" / time.strftime("%Y%m%d-%H%M%S")
+    summary = run(fleet, args.names or list(DRILLS), out, args.light)
+    print(f"drills: report {out / 'index.md'}")
+    failed = [name for name, d in summary["drills"].items() if not d["passed"]]
+    if failed:
+        print(f"drills: FAILED {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
