@@ -310,6 +310,42 @@ def _judge_web_host(o: Outcome, fleet: Fleet) -> list[Verdict]:
     ]
 
 
+def _only_503(o: Outcome) -> Verdict:
+    other = {status: n for status, n in o.statuses.items() if status != "503"}
+    return Verdict(
+        "no failure but 503 (with Retry-After)",
+        f"failures by status {o.statuses or 'none'}",
+        not other,
+    )
+
+
+def _recovers(o: Outcome, within_s: float) -> Verdict:
+    return Verdict(
+        f"service returns within {within_s:g} s of the heal",
+        f"last failure {o.recovery_s} s after the heal",
+        o.recovery_s <= within_s,
+    )
+
+
+def _systemctl(group: str, action: str, unit: str):
+    """A fault (or heal) that runs `systemctl ACTION UNIT` on the first host of a group."""
+
+    def act(fleet: Fleet, notes: dict) -> None:
+        host = fleet.hosts(group)[0]
+        notes.setdefault("host", host)
+        fleet.exec(host, "systemctl", action, unit)
+
+    return act
+
+
+def _judge_clean(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    return [no_failures(o), nothing_lost(o), no_stale_reads(o)]
+
+
+def _judge_bounded(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    return [_only_503(o), _recovers(o, PRIMARY_RECOVERY_S), nothing_lost(o), no_stale_reads(o)]
+
+
 def _postgresql(fleet: Fleet, action: str) -> None:
     unit = f"postgresql@{fleet.setting('postgresql_version')}-{fleet.setting('postgresql_cluster')}"
     fleet.exec(fleet.hosts("db_primary")[0], "systemctl", action, unit)
@@ -353,7 +389,7 @@ def _judge_primary_blip(o: Outcome, fleet: Fleet) -> list[Verdict]:
 DRILLS = {
     "deploy": Drill(
         "deploy",
-        "A new release rolls out, host by host, with an expand migration",
+        "A new release rolls out, host by host (make deploy)",
         _deploy,
         _nothing,
         0,
@@ -382,6 +418,38 @@ DRILLS = {
         _start_host,
         15,
         _judge_web_host,
+    ),
+    "pgbouncer-reload": Drill(
+        "pgbouncer-reload",
+        "pgbouncer on a web host reloads its configuration",
+        _systemctl("web", "reload", "pgbouncer"),
+        _nothing,
+        0,
+        _judge_clean,
+    ),
+    "pgbouncer-restart": Drill(
+        "pgbouncer-restart",
+        "pgbouncer on a web host restarts",
+        _systemctl("web", "restart", "pgbouncer"),
+        _nothing,
+        0,
+        _judge_bounded,
+    ),
+    "cache-restart": Drill(
+        "cache-restart",
+        "The cache Redis restarts",
+        _systemctl("cache", "restart", "redis-server@cache"),
+        _nothing,
+        0,
+        _judge_clean,
+    ),
+    "sessions-restart": Drill(
+        "sessions-restart",
+        "The session store Redis restarts (its AOF keeps every session)",
+        _systemctl("cache", "restart", "redis-server@sessions"),
+        _nothing,
+        0,
+        _judge_clean,
     ),
     "primary-blip": Drill(
         "primary-blip",

@@ -58,8 +58,13 @@ def _ssl_context(**_ignored):
     return context
 
 
+def _headers(response) -> dict:
+    """A response's headers; none when there was no response (a connection error)."""
+    return getattr(response, "headers", None) or {}
+
+
 def _server_ms(response) -> float | None:
-    header = response.headers.get("Server-Timing") if response is not None else None
+    header = _headers(response).get("Server-Timing")
     if not header or ";dur=" not in header:
         return None
     try:
@@ -71,7 +76,7 @@ def _server_ms(response) -> float | None:
 @events.request.add_listener
 def _record(request_type, name, response_time, response, exception, **_kwargs):
     status = getattr(response, "status_code", 0) or 0
-    release = response.headers.get(RELEASE_HEADER, "") if status else ""
+    release = _headers(response).get(RELEASE_HEADER, "")
     records.append(
         (
             time.time(),
