@@ -210,6 +210,11 @@ def _judge_roll(o: Outcome, fleet: Fleet) -> list[Verdict]:
         nothing_lost(o),
         no_stale_reads(o),
         Verdict(
+            "the roll happened under the load: two releases answered",
+            f"{o.releases}",
+            len(o.releases) >= 2 and o.releases[-1] == wanted,
+        ),
+        Verdict(
             "every web host serves the release, and so do the last responses",
             f"hosts {serving}; last responses {sorted(set(last))}; wanted {wanted}",
             set(serving.values()) == {wanted} and set(last) == {wanted},

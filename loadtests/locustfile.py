@@ -256,10 +256,16 @@ class TrivialView(FastHttpUser):
                 response.failure(f"status {response.status_code}, expected 200 ok <release>")
 
 
+# A run in the background (runner.background) ends when this file appears.
+STOP = OUT / "stop"
+
+
 class PlannedShape(LoadTestShape):
-    """The plan's stages, one after another; the run ends after the last."""
+    """The plan's stages, one after another; the run ends after the last, or when STOP exists."""
 
     def tick(self):
+        if STOP.exists():
+            return None
         elapsed, total = self.get_run_time(), 0.0
         for stage in PLAN.stages:
             total += stage.seconds

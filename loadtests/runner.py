@@ -96,20 +96,20 @@ def background(fleet: Fleet, the_plan: plan.Plan, out: Path) -> Iterator[subproc
     it when the caller is done: Locust writes requests.csv, ledger.csv and rereads.csv to `out`
     as it quits."""
     out.mkdir(parents=True, exist_ok=True)
+    stop = out / "stop"  # the locustfile's shape ends the run when it appears
+    stop.unlink(missing_ok=True)
     the_plan.save(out / "plan.json")
     preflight(fleet)
     process = run_locust(the_plan, out, 1)
     try:
         yield process
     finally:
-        if process.poll() is None:
-            # Locust quits cleanly on SIGINT and writes its files (measured: not on SIGTERM).
+        stop.touch()
+        try:  # the shape is polled every second; the users then finish their requests
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.wait()
     if not (out / "requests.csv").exists():
         print((out / "locust.log").read_text()[-3000:], file=sys.stderr)
         raise SystemExit(f"Locust left no results; its log: {out / 'locust.log'}")
