@@ -38,6 +38,7 @@ class Request:
     ok: bool
     status: int = 0  # 0: no response (a connection error or a timeout)
     release: str = ""  # the X-Tally-Release that answered
+    retry_after: str = ""  # the Retry-After header, if any
 
 
 def read_requests(path: Path) -> list[Request]:
@@ -51,6 +52,7 @@ def read_requests(path: Path) -> list[Request]:
                 row["ok"] == "True",
                 int(row.get("status") or 0),
                 row.get("release") or "",
+                row.get("retry_after") or "",
             )
             for row in csv.DictReader(f)
         ]

@@ -15,6 +15,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
+import requests
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -29,6 +31,7 @@ import matplotlib.pyplot as plt
 from loadtests import analysis, ledger, runner
 from loadtests.__main__ import arguments, build_plan
 from loadtests.fleet import ROOT, Fleet
+from loadtests.forms import SURVEY_LINK, Form
 from loadtests.releases import scratch_release
 
 # The load runs this long before the fault (its warm-up is not judged) and after the heal.
@@ -315,12 +318,14 @@ def _judge_web_host(o: Outcome, fleet: Fleet) -> list[Verdict]:
     ]
 
 
-def _only_503(o: Outcome) -> Verdict:
+def _only_503(o: Outcome, required: bool = False) -> Verdict:
+    """Every failure a 503 with Retry-After (and, if `required`, at least one)."""
     other = {status: n for status, n in o.statuses.items() if status != "503"}
+    bare = sum(1 for r in o.failed if r.status == 503 and not r.retry_after)
     return Verdict(
-        "no failure but 503 (with Retry-After)",
-        f"failures by status {o.statuses or 'none'}",
-        not other,
+        "no failure but 503 with Retry-After",
+        f"failures by status {o.statuses or 'none'}; {bare} 503s without Retry-After",
+        not other and not bare and (o.statuses.get("503", 0) > 0 or not required),
     )
 
 
@@ -351,6 +356,56 @@ def _judge_bounded(o: Outcome, fleet: Fleet) -> list[Verdict]:
     return [_only_503(o), _recovers(o, PRIMARY_RECOVERY_S), nothing_lost(o), no_stale_reads(o)]
 
 
+class ReadProbe(threading.Thread):
+    """GETs that read the database, through nginx, from the fault until stopped.
+
+    A resume link opened without a session makes the app look its response up in the
+    database: on a replica while one is usable, else on the primary, whose absence gives 503.
+    GETs are what nginx would pass to another host on a status named in proxy_next_upstream,
+    counting it as the host's failure; the takers' POSTs never are. (With usable replicas these
+    reads do not reach the primary: measured, 57 of 57 answered 200 during a 5 s blip.)
+    """
+
+    def __init__(self, fleet: Fleet):
+        super().__init__(daemon=True)
+        self.statuses: Counter = Counter()
+        self.session = requests.Session()
+        # Only the fleet's CA: no REQUESTS_CA_BUNDLE from this machine's environment.
+        self.session.trust_env = False
+        self.session.verify = str(fleet.ca)
+        self.url = self._resume_link(fleet.url)
+        self.stopping = threading.Event()
+
+    def _resume_link(self, site: str) -> str:
+        slug = SURVEY_LINK.search(self.session.get(f"{site}/", timeout=10).text).group(1)
+        landing = f"{site}/s/{slug}/"
+        form = Form(self.session.get(landing, timeout=10).text)
+        headers = {"Referer": landing, "Origin": site}
+        started = self.session.post(
+            landing, data=form.hidden, headers=headers, allow_redirects=False, timeout=10
+        )
+        if started.status_code != 302:
+            raise DrillError(
+                f"could not start a response for the read probe: {started.status_code}"
+            )
+        return site + started.headers["Location"]
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.1):
+            try:
+                # Without the cookies of the start: the app must look the response up.
+                self.session.cookies.clear()
+                status = self.session.get(self.url, timeout=10).status_code
+            except requests.RequestException:
+                status = 0
+            self.statuses[str(status)] += 1
+
+    def stop(self) -> dict[str, int]:
+        self.stopping.set()
+        self.join()
+        return dict(sorted(self.statuses.items()))
+
+
 def _postgresql(fleet: Fleet, action: str) -> None:
     unit = f"postgresql@{fleet.setting('postgresql_version')}-{fleet.setting('postgresql_cluster')}"
     fleet.exec(fleet.hosts("db_primary")[0], "systemctl", action, unit)
@@ -358,34 +413,35 @@ def _postgresql(fleet: Fleet, action: str) -> None:
 
 def _stop_primary(fleet: Fleet, notes: dict) -> None:
     _mark_nginx_log(fleet, notes)
+    notes["_probe"] = ReadProbe(fleet)
+    notes["_probe"].start()
     _postgresql(fleet, "stop")
 
 
 def _start_primary(fleet: Fleet, notes: dict) -> None:
     _postgresql(fleet, "start")
+    time.sleep(PRIMARY_RECOVERY_S)
+    notes["probe_gets"] = notes.pop("_probe").stop()
 
 
 def _judge_primary_blip(o: Outcome, fleet: Fleet) -> list[Verdict]:
     log = _nginx_log_since(fleet, o.notes)
     disabled = [line for line in log if HOST_DISABLED in line or NO_LIVE_UPSTREAMS in line]
     o.notes["nginx_hosts_disabled"] = len(disabled)
-    other = {status: n for status, n in o.statuses.items() if status != "503"}
+    probe = o.notes["probe_gets"]
     return [
+        _only_503(o, required=True),
         Verdict(
-            "clients get 503 (with Retry-After), nothing else",
-            f"failures by status {o.statuses or 'none'}",
-            not other and o.statuses.get("503", 0) > 0,
+            "GETs that read the database during the fault: 200 or 503, never 502",
+            f"probe GETs by status {probe}",
+            sum(probe.values()) > 0 and set(probe) <= {"200", "503"},
         ),
         Verdict(
             "every web host stays in nginx's rotation",
             f"{len(disabled)} host(s) disabled or 'no live upstreams' in nginx's log",
             not disabled,
         ),
-        Verdict(
-            f"service returns within {PRIMARY_RECOVERY_S:g} s of the primary's return",
-            f"last failure {o.recovery_s} s after the primary started",
-            o.recovery_s <= PRIMARY_RECOVERY_S,
-        ),
+        _recovers(o, PRIMARY_RECOVERY_S),
         nothing_lost(o),
         no_stale_reads(o),
     ]

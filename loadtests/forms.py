@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 from html.parser import HTMLParser
+
+# A survey's link on the front page, with its slug.
+SURVEY_LINK = re.compile(r'href="/s/([\w-]+)/"')
 
 
 class Form(HTMLParser):

@@ -31,19 +31,19 @@ from locust import FastHttpUser, LoadTestShape, between, constant, events, task
 from locust.exception import RescheduleTask
 from locust.runners import WorkerRunner
 
-from loadtests.forms import Form
+from loadtests.forms import SURVEY_LINK, Form
 from loadtests.plan import Plan
 
 PLAN = Plan.load(Path(os.environ["TALLY_LOAD_PLAN"]))
 OUT = Path(os.environ.get("TALLY_LOAD_OUT", "."))
 THINK = PLAN.think_time_s
-SURVEY_LINK = re.compile(r'href="/s/([\w-]+)/"')
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 # The release that served a response (app/tally/release.py).
 RELEASE_HEADER = "X-Tally-Release"
 
 # This process's records, drained to the master in distributed mode.
-# (time, name, response_ms, server_ms, ok, HTTP status or 0 without a response, release)
+# (time, name, response_ms, server_ms, ok, HTTP status or 0 without a response, release,
+#  Retry-After)
 records: list[tuple] = []
 ledger: list[tuple] = []  # (kind, id, slug, token, page)
 rereads: list[tuple] = []  # (time, token, page, questions shown stale, separated by spaces)
@@ -76,7 +76,7 @@ def _server_ms(response) -> float | None:
 @events.request.add_listener
 def _record(request_type, name, response_time, response, exception, **_kwargs):
     status = getattr(response, "status_code", 0) or 0
-    release = _headers(response).get(RELEASE_HEADER, "")
+    headers = _headers(response)
     records.append(
         (
             time.time(),
@@ -85,7 +85,8 @@ def _record(request_type, name, response_time, response, exception, **_kwargs):
             _server_ms(response),
             exception is None,
             status,
-            release,
+            headers.get(RELEASE_HEADER, ""),
+            headers.get("Retry-After", ""),
         )
     )
 
@@ -113,7 +114,9 @@ def _write(environment, **_kwargs):
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "requests.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["time", "name", "response_ms", "server_ms", "ok", "status", "release"])
+        writer.writerow(
+            ["time", "name", "response_ms", "server_ms", "ok", "status", "release", "retry_after"]
+        )
         writer.writerows(sorted(records))
     with (OUT / "ledger.csv").open("w", newline="") as f:
         writer = csv.writer(f)
