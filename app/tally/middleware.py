@@ -3,11 +3,25 @@
 import logging
 import time
 
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.db import OperationalError
 from django.shortcuts import render
+from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("tally.outage")
+
+# A backend that cannot be reached or cannot take a write: the database, or a Redis server
+# (django-redis wraps the session store's errors in ConnectionInterrupted).
+BACKEND_ERRORS = (OperationalError, RedisError, ConnectionInterrupted)
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(request, *, saved=False):
+    """503 with Retry-After. `saved`: what the client sent was written before the failure."""
+    response = render(request, "503.html", {"saved": saved}, status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 class ServiceUnavailableMiddleware:
@@ -24,14 +38,36 @@ class ServiceUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not isinstance(exception, OperationalError | RedisError):
+        if not isinstance(exception, BACKEND_ERRORS):
             return None
         logger.error(
             "backend unavailable during %s %s: %r", request.method, request.path, exception
         )
-        response = render(request, "503.html", status=503)
-        response["Retry-After"] = "5"
-        return response
+        return unavailable(request)
+
+
+class SessionStoreMiddleware(SessionMiddleware):
+    """Django's SessionMiddleware, with a 503 instead of a 500 when the session cannot be saved.
+
+    The session is saved after the view, so a page's answers may already be committed when
+    the store turns out to be full or away: the 503 then says so, and that sending the page
+    again is safe (a page's answers are saved once, by its submission id). A store that is
+    restarting is waited for: the session store's client retries (settings.py).
+    """
+
+    def process_response(self, request, response):
+        try:
+            return super().process_response(request, response)
+        except BACKEND_ERRORS as error:
+            logger.error(
+                "session not saved after %s %s (%s): %r",
+                request.method,
+                request.path,
+                response.status_code,
+                error,
+            )
+            saved = request.method == "POST" and response.status_code < 400
+            return unavailable(request, saved=saved)
 
 
 class ServerTimingMiddleware:

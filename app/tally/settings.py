@@ -6,6 +6,9 @@ so a missing one stops the process at startup with a message naming it.
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.retry import Retry
 
 from routing.aliases import replica_aliases
 from tally.env import env_bool, env_float, env_int, env_list, env_str
@@ -42,7 +45,7 @@ MIDDLEWARE = [
     ),
     "django.middleware.security.SecurityMiddleware",
     "routing.middleware.ReadYourWritesMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "tally.middleware.SessionStoreMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -166,7 +169,19 @@ CACHES = {
         "LOCATION": env_str("TALLY_SESSION_URL"),
         "KEY_PREFIX": "tally",
         "TIMEOUT": None,
-        "OPTIONS": _REDIS_TIMEOUTS,
+        "OPTIONS": {
+            **_REDIS_TIMEOUTS,
+            # A restarting session store refuses connections, then answers LOADING while it
+            # reads its AOF back: wait for it (backoff 50 ms doubling up to 500 ms per try)
+            # instead of failing the request. Other errors (a full store) fail at once.
+            "CONNECTION_POOL_KWARGS": {
+                "retry": Retry(
+                    ExponentialBackoff(cap=0.5, base=0.05),
+                    env_int("TALLY_SESSION_STORE_RETRIES", 8, minimum=0),
+                ),
+                "retry_on_error": [BusyLoadingError],
+            },
+        },
     },
 }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
