@@ -142,10 +142,10 @@ def test_the_corpus_through_nginx_gets_no_5xx_and_writes_nothing(fleet, attacked
     assert _state(fleet, target.token)[0] == len(target.answers)
 
 
-def test_public_readyz_says_only_that_a_web_host_answers(fleet):
+def test_public_readyz_says_only_that_a_web_host_answers_and_its_release(fleet):
     reply = _session(fleet).get(fleet.url + "/readyz")
     assert reply.status_code == 200
-    assert reply.text.strip() == "ok"
+    assert reply.text.strip() == f"ok {reply.headers['X-Tally-Release']}"
     assert "replica" not in reply.text
 
 
