@@ -110,7 +110,8 @@ class Outcome:
             "fault_s": round(self.heal - self.fault, 2),
             "recovery_s": self.recovery_s,
             "releases": self.releases,
-            **self.notes,
+            # The faults' own bookkeeping (names starting with _) stays out of the report.
+            **{key: value for key, value in self.notes.items() if not key.startswith("_")},
         }
 
     @property
