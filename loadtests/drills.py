@@ -275,8 +275,10 @@ def _stop_host(fleet: Fleet, notes: dict) -> None:
 
 def _start_host(fleet: Fleet, notes: dict) -> None:
     host = notes["host"]
+    started = time.time()
     subprocess.run(["docker", "start", fleet.container(host)], check=True, capture_output=True)
     _wait_ready(fleet, host)
+    notes["ready_s"] = round(time.time() - started, 1)  # from its start to its readiness
 
 
 def _wait_ready(fleet: Fleet, host: str, timeout: float = 90) -> None:
@@ -290,11 +292,17 @@ def _wait_ready(fleet: Fleet, host: str, timeout: float = 90) -> None:
 def _judge_web_host(o: Outcome, fleet: Fleet) -> list[Verdict]:
     log = _nginx_log_since(fleet, o.notes)
     address = fleet.address(o.notes["host"])
-    tries = [line for line in log if address in line and any(w in line for w in UPSTREAM_FAILED)]
+    # One [error] line per failed try (its [warn] twin says the host was disabled).
+    tries = [
+        line
+        for line in log
+        if address in line and HOST_DISABLED not in line and any(w in line for w in UPSTREAM_FAILED)
+    ]
     o.notes["nginx_failed_tries"] = len(tries)
     # With max_fails=1 nginx tries a dead host once per fail_timeout at most.
     fail_timeout = float(str(fleet.setting("nginx_upstream_fail_timeout")).removesuffix("s"))
-    allowed = math.ceil((o.heal - o.fault + o.recovery_s) / fail_timeout) + 1
+    away = o.heal - o.fault + o.notes.get("ready_s", 0) + o.recovery_s
+    allowed = math.ceil(away / fail_timeout) + 1
     posts = o.failed_of("POST")
     return [
         Verdict(
