@@ -11,6 +11,7 @@ Exits 1 when a verdict fails. `make drill NAME=...` runs one, `make drills` ever
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import subprocess
@@ -33,6 +34,7 @@ from loadtests.__main__ import arguments, build_plan
 from loadtests.fleet import ROOT, Fleet
 from loadtests.forms import SURVEY_LINK, Form
 from loadtests.releases import scratch_release
+from loadtests.samplers import APP_READS_SQL
 
 # The load runs this long before the fault (its warm-up is not judged) and after the heal.
 STEADY_S = 15
@@ -162,6 +164,9 @@ class Drill:
     heal: Callable[[Fleet, dict], None]
     hold_s: float  # how long the fault lasts before it is healed
     judge: Callable[[Outcome, Fleet], list[Verdict]]
+    # What watches the fleet from the load's start to its end (its results go to the judge in
+    # notes["_watch"]), or None.
+    watch: Callable[[Fleet], Watch] | None = None
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
@@ -415,9 +420,10 @@ class ReadProbe(threading.Thread):
         return dict(sorted(self.statuses.items()))
 
 
-def _postgresql(fleet: Fleet, action: str) -> None:
+def _postgresql(fleet: Fleet, action: str, host: str | None = None) -> None:
+    """systemctl ACTION of PostgreSQL on a host (the primary unless named)."""
     unit = f"postgresql@{fleet.setting('postgresql_version')}-{fleet.setting('postgresql_cluster')}"
-    fleet.exec(fleet.hosts("db_primary")[0], "systemctl", action, unit)
+    fleet.exec(host or fleet.hosts("db_primary")[0], "systemctl", action, unit)
 
 
 def _stop_primary(fleet: Fleet, notes: dict) -> None:
@@ -454,6 +460,185 @@ def _judge_primary_blip(o: Outcome, fleet: Fleet) -> list[Verdict]:
         nothing_lost(o),
         no_stale_reads(o),
     ]
+
+
+# --- Faults on the replicas ---------------------------------------------------------------------
+
+# A replica's fault lasts longer than the router's lag limit (10 s unless TALLY_REPLICA_MAX_LAG_
+# SECONDS says otherwise), so a replica that still answers must be judged behind and skipped.
+REPLICA_FAULT_S = 30
+# How long a healed replica may take to be counted usable again by every web host.
+REPLICA_RETURN_S = 90
+WATCH_INTERVAL_S = 1.0
+
+
+class Watch(threading.Thread):
+    """Every second: the app's reads on each database server, and which replicas every web
+    host's read router counts usable (its /readyz, from the host itself)."""
+
+    def __init__(self, fleet: Fleet):
+        super().__init__(daemon=True)
+        self.fleet = fleet
+        self.sql = APP_READS_SQL.format(user=fleet.user("database"))
+        self.reads: dict[str, list[tuple[float, int]]] = {h: [] for h in fleet.hosts("db")}
+        # (time, {alias: usable on every web host}) per round
+        self.usable: list[tuple[float, dict[str, bool]]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(WATCH_INTERVAL_S):
+            for host, samples in self.reads.items():
+                result = self.fleet.run(host, *PSQL, "-d", self.fleet.database, stdin=self.sql)
+                if not result.returncode and result.stdout.strip().isdigit():
+                    samples.append((time.time(), int(result.stdout)))
+            views = [_readyz(self.fleet, web) for web in self.fleet.hosts("web")]
+            if all(views):
+                aliases = set().union(*(view["replicas"] for view in views))
+                self.usable.append(
+                    (time.time(), {a: all(v["replicas"][a]["ok"] for v in views) for a in aliases})
+                )
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+    def reads_between(self, host: str, since: float, until: float) -> int:
+        """Reads the host served between two times, from the samples taken in between (a
+        counter that went down, after a restart that lost it, counts from zero)."""
+        inside = [value for t, value in self.reads[host] if since <= t <= until]
+        return sum(b - a if b >= a else b for a, b in itertools.pairwise(inside))
+
+    def first_usable(self, alias: str, usable: bool, since: float) -> float | None:
+        """When every web host first counted the replica usable (or unusable) after `since`."""
+        return next(
+            (t for t, view in self.usable if t >= since and view.get(alias) == usable), None
+        )
+
+
+PSQL = ("runuser", "-u", "postgres", "--", "psql", "-XAtq")
+
+
+def _readyz(fleet: Fleet, host: str) -> dict | None:
+    body = _local_get(fleet, host, "/readyz")
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _each_replica(act: Callable[[Fleet, str], None]):
+    """A fault (or heal) applied to every replica, so reads have only the primary left."""
+
+    def apply(fleet: Fleet, notes: dict) -> None:
+        notes["replicas"] = fleet.hosts("db_replica")
+        if not notes["replicas"]:
+            raise DrillError("this environment has no replicas")
+        for host in notes["replicas"]:
+            act(fleet, host)
+
+    return apply
+
+
+def _replica_postgresql(action: str):
+    return _each_replica(lambda fleet, host: _postgresql(fleet, action, host))
+
+
+def _replay(function: str):
+    return _each_replica(lambda fleet, host: fleet.psql(host, f"SELECT {function}()"))
+
+
+CUT_TABLE = "tally_drill"
+
+
+def _cut(fleet: Fleet, host: str, peers: list[str], port: int) -> None:
+    """Drop every packet between `host` and the peers' `port`, both ways: a network partition
+    (no reset, no ICMP), in a table of its own that the heal deletes whole."""
+    addresses = ", ".join(fleet.address(peer) for peer in peers)
+    rules = (
+        f"table inet {CUT_TABLE} {{\n"
+        "  chain output { type filter hook output priority filter; policy accept;\n"
+        f"    ip daddr {{ {addresses} }} tcp dport {port} drop\n  }}\n"
+        "  chain input { type filter hook input priority filter; policy accept;\n"
+        f"    ip saddr {{ {addresses} }} tcp sport {port} drop\n  }}\n"
+        "}\n"
+    )
+    fleet.exec(host, "nft", "-f", "-", stdin=rules)
+
+
+def _uncut(fleet: Fleet, host: str) -> None:
+    fleet.exec(host, "nft", "delete", "table", "inet", CUT_TABLE)
+
+
+def _cut_from_primary(fleet: Fleet, host: str) -> None:
+    _cut(fleet, host, fleet.hosts("db_primary"), fleet.port("postgresql"))
+
+
+def _judge_replicas(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    watch: Watch = o.notes["_watch"]
+    alias = {r["host"]: r["alias"] for r in fleet.replicas()}
+    primary = fleet.hosts("db_primary")[0]
+    before = {h: watch.reads_between(h, o.start, o.fault) for h in o.notes["replicas"]}
+    # From when every web host counted every faulted replica unusable until the heal.
+    skipped = [watch.first_usable(alias[h], False, o.fault) for h in o.notes["replicas"]]
+    skipped_at = max(skipped) if None not in skipped else None
+    during = (
+        {h: watch.reads_between(h, skipped_at, o.heal) for h in o.notes["replicas"]}
+        if skipped_at
+        else {}
+    )
+    on_primary = watch.reads_between(primary, skipped_at or o.heal, o.heal)
+    back = {h: watch.first_usable(alias[h], True, o.heal) for h in o.notes["replicas"]}
+    after = {h: watch.reads_between(h, back[h] or o.end, o.end) for h in o.notes["replicas"]}
+    o.notes["skipped_after_s"] = round(skipped_at - o.fault, 1) if skipped_at else None
+    o.notes["usable_again_after_heal_s"] = {
+        h: round(t - o.heal, 1) if t else None for h, t in back.items()
+    }
+    o.notes["replica_reads"] = {"before": before, "skipped": during, "after": after}
+    o.notes["primary_reads_while_skipped"] = on_primary
+    return [
+        no_failures(o),
+        no_stale_reads(o),
+        nothing_lost(o),
+        Verdict(
+            "reads fall back to the primary: skipped replicas serve none",
+            f"replicas' reads before the fault {before}; every web host skipped them "
+            f"{o.notes['skipped_after_s']} s after it; reads from then to the heal: "
+            f"replicas {during}, primary {on_primary}",
+            all(before.values()) and bool(during) and not any(during.values()) and on_primary > 0,
+        ),
+        Verdict(
+            "each replica is used again after it heals",
+            f"usable again after {o.notes['usable_again_after_heal_s']} s; reads since: "
+            f"{after}",
+            all(back.values()) and all(after.values()),
+        ),
+    ]
+
+
+def _until_replicas_usable(heal):
+    """A heal that then waits until every web host counts every replica usable again, so the
+    judged load after it shows whether reads return to them. A healed cut can take a while: the
+    WAL receiver connects without a timeout of its own, so its next try waits out TCP's SYN
+    backoff (1 s four times, then doubling)."""
+
+    def apply(fleet: Fleet, notes: dict) -> None:
+        heal(fleet, notes)
+        aliases = [r["alias"] for r in fleet.replicas()]
+        deadline = time.time() + REPLICA_RETURN_S
+        while time.time() < deadline:
+            views = [_readyz(fleet, web) for web in fleet.hosts("web")]
+            if all(v and all(v["replicas"][a]["ok"] for a in aliases) for v in views):
+                return
+            time.sleep(WATCH_INTERVAL_S)
+        raise DrillError(f"the replicas were not usable {REPLICA_RETURN_S} s after the heal")
+
+    return apply
+
+
+def _replica_drill(name: str, title: str, inject, heal) -> Drill:
+    return Drill(
+        name, title, inject, _until_replicas_usable(heal), REPLICA_FAULT_S, _judge_replicas, Watch
+    )
 
 
 DRILLS = {
@@ -529,6 +714,24 @@ DRILLS = {
         PRIMARY_AWAY_S,
         _judge_primary_blip,
     ),
+    "replica-stop": _replica_drill(
+        "replica-stop",
+        "Every replica's PostgreSQL stops, then starts",
+        _replica_postgresql("stop"),
+        _replica_postgresql("start"),
+    ),
+    "replica-paused": _replica_drill(
+        "replica-paused",
+        "Every replica pauses its WAL replay, then resumes it",
+        _replay("pg_wal_replay_pause"),
+        _replay("pg_wal_replay_resume"),
+    ),
+    "replica-cut": _replica_drill(
+        "replica-cut",
+        "Every replica is cut off from the primary by a firewall rule (packets dropped)",
+        _each_replica(_cut_from_primary),
+        _each_replica(_uncut),
+    ),
 }
 
 
@@ -547,6 +750,9 @@ def run_drill(fleet: Fleet, drill: Drill, out: Path, light: bool, notes=None) ->
     notes = dict(notes or {})
     with runner.background(fleet, the_plan, out):
         start = time.time() + the_plan.warmup_s
+        if drill.watch:
+            notes["_watch"] = drill.watch(fleet)
+            notes["_watch"].start()
         time.sleep(STEADY_S)
         fault = time.time()
         print(f"drill {drill.name}: {drill.title}", flush=True)
@@ -556,6 +762,8 @@ def run_drill(fleet: Fleet, drill: Drill, out: Path, light: bool, notes=None) ->
         drill.heal(fleet, notes)
         time.sleep(AFTER_S)
         end = time.time()
+        if drill.watch:
+            notes["_watch"].stop()
     requests = analysis.read_requests(out / "requests.csv")
     reconciled = ledger.reconcile(fleet, out / "ledger.csv")
     reconciled["rereads"], reconciled["stale_reads"] = ledger.stale_reads(out / "rereads.csv")

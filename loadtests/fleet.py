@@ -162,10 +162,16 @@ class Fleet:
         return self.values["tally_database"]
 
     def replicas(self) -> list[dict[str, str]]:
-        """Each replica as {host, name, database}, like tally_db_replicas."""
+        """Each replica as {host, name, database}, like tally_db_replicas, and `alias`, the
+        app's name for it (app/routing/aliases.py, the keys of /readyz's replicas)."""
         names = {host: replica_name(host) for host in self.groups.get("db_replica", [])}
         return [
-            {"host": host, "name": name, "database": f"{self.database}_{name}"}
+            {
+                "host": host,
+                "name": name,
+                "database": f"{self.database}_{name}",
+                "alias": f"replica_{name}",
+            }
             for host, name in names.items()
         ]
 

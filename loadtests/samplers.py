@@ -49,6 +49,13 @@ ACTIVITY_SQL = (
     f"WHERE strpos(query, '{ROUTER_STATUS_TAG}') > 0) "
     "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
+# The app's reads of its own tables on a database server so far, by the app's role: on a replica,
+# the reads the router sent there. Not its other statements: Django's connection health check
+# (SELECT 1), psycopg's type lookups, the router's status queries.
+APP_READS_SQL = (
+    "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+    """WHERE userid = '{user}'::regrole AND query ~ '^SELECT .* FROM "?surveys_'"""
+)
 # Metric name -> the Redis instance's port in the topology (tally_ports).
 REDIS_PORTS = {
     "redis_cache_clients": "redis_cache",

@@ -16,6 +16,7 @@ import requests
 
 from loadtests.fleet import vault
 from loadtests.forms import Form
+from loadtests.samplers import APP_READS_SQL
 from provisioning import make
 
 pytestmark = pytest.mark.usefixtures("fleet")
@@ -149,17 +150,15 @@ def test_the_app_reads_from_the_replica_aliases_its_environment_names(fleet):
     databases = [item.rsplit("/", 1)[1] for item in items]
     assert names == [r["name"] for r in fleet.replicas()]
     assert databases == [r["database"] for r in fleet.replicas()]
-
-
-# The app's reads of survey tables, by the app's own role (not the tests' postgres sessions).
-APP_READS = (
-    "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-    """ WHERE userid = '{user}'::regrole AND query LIKE 'SELECT%FROM "surveys_%'"""
-)
+    # The drills find each replica in the app's own view by the alias the fleet gives it.
+    ready = fleet.exec(
+        fleet.hosts("web")[0], "curl", "-s", f"http://127.0.0.1:{fleet.port('gunicorn')}/readyz"
+    )
+    assert sorted(json.loads(ready)["replicas"]) == sorted(r["alias"] for r in fleet.replicas())
 
 
 def _app_reads(fleet, host):
-    return int(fleet.sql(host, APP_READS.format(user=fleet.user("database")))[0][0])
+    return int(fleet.sql(host, APP_READS_SQL.format(user=fleet.user("database")))[0][0])
 
 
 def test_every_replica_serves_the_apps_reads(fleet):
