@@ -11,6 +11,7 @@ Exits 1 when a verdict fails. `make drill NAME=...` runs one, `make drills` ever
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -31,7 +32,7 @@ import matplotlib.pyplot as plt
 
 from loadtests import analysis, ledger, runner
 from loadtests.__main__ import arguments, build_plan
-from loadtests.fleet import ROOT, Fleet
+from loadtests.fleet import ROOT, Fleet, vault
 from loadtests.forms import SURVEY_LINK, Form
 from loadtests.releases import scratch_release
 from loadtests.samplers import APP_READS_SQL
@@ -47,6 +48,8 @@ MAX_LOAD_S = 1800
 # (pgbouncer retries a failed server login every second).
 PRIMARY_AWAY_S = 5
 PRIMARY_RECOVERY_S = 5
+# By when page saves work again after the session store has room (the next request's save).
+SESSIONS_RECOVERY_S = 2
 
 
 @dataclass
@@ -608,8 +611,7 @@ def _judge_replicas(o: Outcome, fleet: Fleet) -> list[Verdict]:
         ),
         Verdict(
             "each replica is used again after it heals",
-            f"usable again after {o.notes['usable_again_after_heal_s']} s; reads since: "
-            f"{after}",
+            f"usable again after {o.notes['usable_again_after_heal_s']} s; reads since: {after}",
             all(back.values()) and all(after.values()),
         ),
     ]
@@ -639,6 +641,57 @@ def _replica_drill(name: str, title: str, inject, heal) -> Drill:
     return Drill(
         name, title, inject, _until_replicas_usable(heal), REPLICA_FAULT_S, _judge_replicas, Watch
     )
+
+
+# --- The session store full ---------------------------------------------------------------------
+
+SESSIONS_FULL_S = 10
+# The vault is decrypted once (about a second each time), so the heal is not slowed by it.
+_vault = functools.cache(vault)
+
+
+def _redis_admin(fleet: Fleet, port_name: str, *argv: str) -> str:
+    """A Redis command as the operator (tally_users.redis_admin), from the cache host; the
+    password goes in REDISCLI_AUTH, never on a command line."""
+    password = _vault(fleet.env)["vault_redis_admin_password"]
+    cli = ("redis-cli", "-p", str(fleet.port(port_name)), "--user", fleet.user("redis_admin"))
+    return fleet.exec(fleet.hosts("cache")[0], *cli, *argv, env={"REDISCLI_AUTH": password})
+
+
+def _fill_sessions(fleet: Fleet, notes: dict) -> None:
+    """Make the session store full: maxmemory below what it holds. With noeviction it then
+    refuses every write, and evicts nothing (filling it with data instead cannot be made to
+    stick: a connection's buffers count as used memory, so the filler's own leave room behind
+    when it closes). The heal restores the maxmemory it had."""
+    notes["_maxmemory"] = _redis_admin(
+        fleet, "redis_sessions", "CONFIG", "GET", "maxmemory"
+    ).split()[1]
+    info = _redis_admin(fleet, "redis_sessions", "INFO", "memory")
+    used = int(
+        next(line for line in info.splitlines() if line.startswith("used_memory:")).split(":")[1]
+    )
+    notes["used_memory_mb"] = round(used / 1048576, 1)
+    _redis_admin(fleet, "redis_sessions", "CONFIG", "SET", "maxmemory", str(used // 2))
+    probe = _redis_admin(fleet, "redis_sessions", "SET", "tally-drill:probe", "1", "EX", "60")
+    notes["store_refused_writes"] = probe.strip().startswith("OOM")
+
+
+def _empty_sessions(fleet: Fleet, notes: dict) -> None:
+    _redis_admin(fleet, "redis_sessions", "CONFIG", "SET", "maxmemory", notes["_maxmemory"])
+
+
+def _judge_sessions_full(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    return [
+        Verdict(
+            "the session store was full: it refused a write (OOM)",
+            f"{o.notes['store_refused_writes']}, holding {o.notes['used_memory_mb']} MB",
+            o.notes["store_refused_writes"],
+        ),
+        _only_503(o, required=True),
+        _recovers(o, SESSIONS_RECOVERY_S),
+        nothing_lost(o),
+        no_stale_reads(o),
+    ]
 
 
 DRILLS = {
@@ -705,6 +758,14 @@ DRILLS = {
         _nothing,
         0,
         _judge_clean,
+    ),
+    "sessions-full": Drill(
+        "sessions-full",
+        f"The session store is full for {SESSIONS_FULL_S} s (it refuses writes)",
+        _fill_sessions,
+        _empty_sessions,
+        SESSIONS_FULL_S,
+        _judge_sessions_full,
     ),
     "primary-blip": Drill(
         "primary-blip",

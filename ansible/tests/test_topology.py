@@ -19,6 +19,7 @@ VAULT_NAMES = (
     "django_secret_key",
     "redis_cache_password",
     "redis_sessions_password",
+    "redis_admin_password",
     "s3_secret_key",
 )
 

@@ -40,8 +40,15 @@ def taker_for(request, *, survey_id, token):
 
 
 def remember(request, token, taker):
-    """Store a Taker in the session under its resume token."""
+    """Store a Taker in the session under its resume token.
+
+    Only a POST creates a session; a GET updates one that exists. POSTs are what nginx limits
+    per client, so that limit bounds how fast one client can fill the session store (the
+    capacity model's sizing of it).
+    """
     responses = dict(request.session.get(_SESSION_KEY, {}))
+    if request.method != "POST" and request.session.session_key is None:
+        return
     responses.pop(token, None)
     responses[token] = [taker.response_id, taker.survey_id, taker.reached_page, taker.completed]
     while len(responses) > _MAX_REMEMBERED:

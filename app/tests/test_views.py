@@ -110,7 +110,14 @@ def test_a_resume_link_continues_in_a_new_session(client, replication):
     response = fresh.get(resume)
     assert response.status_code == 302
     assert response["Location"].endswith("/p/2/")
-    assert fresh.get(url).status_code == 200
+    page2 = fresh.get(response["Location"])
+    assert page2.status_code == 200
+    # GETs look the response up without storing a session: only POSTs, which nginx limits per
+    # client, create sessions, so GETs of a resume link cannot fill the session store.
+    assert settings.SESSION_COOKIE_NAME not in fresh.cookies
+    saved = post_page(fresh, response["Location"], valid_answers(definition.page(2)))
+    assert saved.status_code == 302
+    assert settings.SESSION_COOKIE_NAME in fresh.cookies
 
 
 def test_the_intro_offers_to_continue_an_unfinished_response(client, replication):
