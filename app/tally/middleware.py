@@ -3,7 +3,9 @@
 import logging
 import time
 
+from django.conf import settings
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.cache import cache
 from django.db import OperationalError
 from django.shortcuts import render
 from django_redis.exceptions import ConnectionInterrupted
@@ -54,6 +56,39 @@ class SessionStoreMiddleware(SessionMiddleware):
     again is safe (a page's answers are saved once, by its submission id). A store that is
     restarting is waited for: the session store's client retries (settings.py).
     """
+
+    def process_request(self, request):
+        super().process_request(request)
+        return self._over_new_session_limit(request)
+
+    @staticmethod
+    def _over_new_session_limit(request):
+        """429 for a POST that would start a session past its client's hourly limit.
+
+        Counted in the cache per client and clock hour, before the view, so a refused POST
+        writes nothing. With the cache away nothing is counted: the limit guards the session
+        store's room, and refusing every new taker would be the outage it exists to prevent.
+        """
+        limit = settings.TALLY_NEW_SESSIONS_PER_CLIENT_HOUR
+        client = request.headers.get("X-Tally-Client", "")
+        if not (limit and client and request.method == "POST"):
+            return None
+        request.session.keys()  # loads it: an unknown or expired cookie leaves no session key
+        if request.session.session_key is not None:
+            return None
+        now = int(time.time())
+        key = f"new-sessions:{client}:{now // 3600}"
+        cache.add(key, 0, timeout=3600)
+        try:
+            started = cache.incr(key)
+        except ValueError:  # the counter is gone (the cache restarted or evicted it)
+            return None
+        if not isinstance(started, int) or started <= limit:
+            return None
+        logger.warning("client %s is past %s new sessions this hour", client, limit)
+        response = render(request, "429.html", {"limit": limit}, status=429)
+        response["Retry-After"] = str(3600 - now % 3600)
+        return response
 
     def process_response(self, request, response):
         try:

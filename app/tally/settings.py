@@ -189,6 +189,11 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 SESSION_ENGINE = env_str("TALLY_SESSION_ENGINE", "django.contrib.sessions.backends.cache")
 SESSION_CACHE_ALIAS = "sessions"
 SESSION_COOKIE_AGE = env_int("TALLY_SESSION_COOKIE_AGE", 14 * 24 * 3600, minimum=60)
+# Sessions one client may start per hour (0: no limit); more get 429. The client is the address
+# nginx names in X-Tally-Client, which it leaves empty for networks exempt from its own POST
+# limit (the load generators). Only POSTs start sessions (surveys/takers.py), so this bounds what
+# one client can keep in the session store: the capacity model checks it fits the headroom.
+TALLY_NEW_SESSIONS_PER_CLIENT_HOUR = env_int("TALLY_NEW_SESSIONS_PER_CLIENT_HOUR", 0, minimum=0)
 
 TALLY_DEFINITION_CACHE_SECONDS = env_int("TALLY_DEFINITION_CACHE_SECONDS", 3600, minimum=1)
 TALLY_RESULTS_CACHE_SECONDS = env_int("TALLY_RESULTS_CACHE_SECONDS", 30, minimum=1)

@@ -1,10 +1,14 @@
 """The session store restarting or full: a wait or a clear 503, never a 500 or a lost write."""
 
 import threading
+import uuid
 
 import redis
+from django.conf import settings
+from django.test import override_settings
 
-from surveys.models import Answer
+from surveys.models import Answer, Response
+from tests.conftest import https_client
 from tests.helpers import csrf_token, seeded_survey, start, valid_answers
 
 
@@ -74,3 +78,35 @@ def test_a_session_store_away_longer_than_the_wait_gives_503_saying_the_page_was
     assert Answer.objects.count() == len(definition.page(1).questions)
     assert client.post(url, data).status_code == 302
     assert Answer.objects.count() == len(definition.page(1).questions)
+
+
+def _client_from(address):
+    client = https_client()
+    client.defaults["HTTP_X_TALLY_CLIENT"] = address  # as nginx sets it
+    return client
+
+
+def _start_status(client):
+    intro = client.get("/s/climate/")
+    return client.post("/s/climate/", {"csrfmiddlewaretoken": csrf_token(intro)})
+
+
+@override_settings(TALLY_NEW_SESSIONS_PER_CLIENT_HOUR=2)
+def test_one_client_starts_at_most_its_hourly_sessions(replication):
+    seeded_survey(replication)
+    address = f"test-{uuid.uuid4()}"  # a fresh counter, whatever ran before in this hour
+    first = _client_from(address)
+    assert _start_status(first).status_code == 302
+    assert _start_status(_client_from(address)).status_code == 302
+    refused = _start_status(_client_from(address))
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    assert "at most 2 surveys an hour" in refused.content.decode()
+    assert settings.SESSION_COOKIE_NAME not in refused.cookies
+    assert Response.objects.count() == 2  # the refused POST wrote nothing
+    # A client with a session is not starting one; other addresses and exempt networks (no
+    # address from nginx) have their own counts.
+    assert _start_status(first).status_code == 302
+    assert _start_status(_client_from(f"test-{uuid.uuid4()}")).status_code == 302
+    assert _start_status(https_client()).status_code == 302
+    assert Response.objects.count() == 5

@@ -86,6 +86,7 @@ def small(**changes) -> model.Inputs:
         bytes_per_session=1024,
         session_age_days=10,
         session_headroom_percent=50,
+        new_sessions_per_client_hour=20,
         min_cache_mb=64,
         fd_hard_limit=20000,
         fd_slack=512,
@@ -236,6 +237,19 @@ def test_sessions_crowding_out_the_cache_fail_loudly():
     failures = model.evaluate(small(survey_starts_per_day=40000)).failures()
     assert [message.split(":", 1)[0] for message in failures] == ["sessions_leave_room_for_cache"]
     assert "sessions need 586 MB of the 600 MB" in failures[0]
+
+
+def test_one_client_that_could_fill_the_session_store_fails_the_check():
+    # 30 sessions/h for 10 days of 1 KiB sessions keep 7.03 MB, within the 10.47 MB of
+    # headroom that 50% over 2,000 starts a day leaves; a limit of 100/h keeps 23.44 MB.
+    base = model.evaluate(small(survey_starts_per_day=2000, new_sessions_per_client_hour=30))
+    assert base.values["sessions_one_client_mb"] == pytest.approx(30 * 24 * 10 * 1024 / 1048576)
+    assert base.values["session_headroom_mb"] == pytest.approx(30 - 2000 * 10 * 1024 / 1048576)
+    assert "one_client_cannot_fill_the_session_store" not in " ".join(base.failures())
+    loose = model.evaluate(small(survey_starts_per_day=2000, new_sessions_per_client_hour=100))
+    failures = [m for m in loose.failures() if m.startswith("one_client_cannot_fill")]
+    assert len(failures) == 1
+    assert "keeps 23.44 MB of sessions for their 10 days" in failures[0]
 
 
 def test_invalid_inputs_are_refused():

@@ -70,6 +70,18 @@ def sessions_leave_room_for_cache(v):
     )
 
 
+@check("sessions_one_client_mb", "session_headroom_mb")
+def one_client_cannot_fill_the_session_store(v):
+    """One client at the per-client session limit fits in the session store's headroom, so it
+    cannot fill the store and make every page save fail."""
+    return (
+        f"one client starting {num(v.new_sessions_per_client_hour)} sessions an hour keeps "
+        f"{num(v.sessions_one_client_mb)} MB of sessions for their {num(v.session_age_days)} days,"
+        f" more than the session store's headroom of {num(v.session_headroom_mb)} MB: lower "
+        "new_sessions_per_client_hour or raise session_headroom_percent"
+    )
+
+
 @check("busiest_server_active_connections", "db_active_connection_limit")
 def db_concurrency_fits_cores(v):
     """Busy connections at capacity stay within about two per core on every database server."""

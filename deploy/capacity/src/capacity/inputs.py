@@ -201,6 +201,9 @@ class Inputs:
     )
     session_age_days: float = _input("memory", "days", "session lifetime (SESSION_COOKIE_AGE)")
     session_headroom_percent: float = _input("memory", "%", "headroom over the sessions' size")
+    new_sessions_per_client_hour: float = _input(
+        "memory", "sessions/h", "sessions one client address may start per hour (more: 429)"
+    )
     min_cache_mb: float = _input("memory", "MB", "smallest useful cache")
 
     # File descriptors.

@@ -24,6 +24,8 @@ ANSIBLE_VARS: dict[str, Callable[[float], int | float | str]] = {
     "app_timeout": _integer,
     "app_nofile": _integer,
     "app_replica_status_ttl": float,
+    "app_session_age_s": _integer,
+    "app_new_sessions_per_client_hour": _integer,
     "common_limit_nofile": _integer,
     "nginx_worker_connections": _integer,
     "nginx_worker_rlimit_nofile": _integer,

@@ -49,6 +49,42 @@ def redis_sessions_maxmemory(v):
     return up(stored * (1 + v.session_headroom_percent / 100) / 1048576)
 
 
+@rule("s", "{session_age_days}*86400", "Django: SESSION_COOKIE_AGE, also each session's TTL.")
+def app_session_age_s(v):
+    """How long a session lives, in the app's unit: the lifetime the store is sized for."""
+    return v.session_age_days * 86400
+
+
+@rule(
+    "MB",
+    "{redis_sessions_maxmemory}-{survey_starts_per_day}*{session_age_days}*{bytes_per_session}"
+    "/1048576",
+    "The headroom over the sessions the workload keeps.",
+)
+def session_headroom_mb(v):
+    """What the session store holds beyond the sessions of the expected starts."""
+    stored = v.survey_starts_per_day * v.session_age_days * v.bytes_per_session
+    return v.redis_sessions_maxmemory - stored / 1048576
+
+
+@rule(
+    "MB",
+    "{new_sessions_per_client_hour}*24*{session_age_days}*{bytes_per_session}/1048576",
+    "Little's law again: one client at the limit for a whole session lifetime.",
+)
+def sessions_one_client_mb(v):
+    """The most one client address can keep in the session store: it starts sessions at the
+    app's per-client limit (only POSTs create sessions), and they expire as fast as it makes
+    new ones once a lifetime has passed."""
+    return v.new_sessions_per_client_hour * 24 * v.session_age_days * v.bytes_per_session / 1048576
+
+
+@rule("sessions/h", "{new_sessions_per_client_hour}", "The app's limit (429 beyond it).")
+def app_new_sessions_per_client_hour(v):
+    """The per-client limit the app enforces, as the model's input says."""
+    return v.new_sessions_per_client_hour
+
+
 @rule(
     "MB",
     "{redis_memory_budget_mb}-{redis_sessions_maxmemory}",
