@@ -8,7 +8,8 @@ PYTEST_ARGS ?=
 # The replica counts the app suite runs with, one run each.
 TEST_REPLICA_COUNTS ?= 2 1 0
 E2E_ARGS ?=
-PYTHON_DIRS := app ansible/tests deploy/capacity loadtests
+# Scripts a role installs are Python without the .py suffix: named one by one.
+PYTHON_DIRS := app ansible/tests deploy/capacity loadtests ansible/roles/nginx/files/tally-upstream-check
 
 # uv comes from PATH, or is bootstrapped into .tools/ with the machine's python3.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)

@@ -40,6 +40,11 @@ class Request:
     release: str = ""  # the X-Tally-Release that answered
     retry_after: str = ""  # the Retry-After header, if any
 
+    @property
+    def started(self) -> float:
+        """When it was sent (`time` is when its answer came)."""
+        return self.time - self.response_ms / 1000
+
 
 def read_requests(path: Path) -> list[Request]:
     with path.open() as f:

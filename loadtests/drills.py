@@ -694,6 +694,95 @@ def _judge_sessions_full(o: Outcome, fleet: Fleet) -> list[Verdict]:
     ]
 
 
+# --- A web host cut off from the database ------------------------------------------------------
+
+WEB_CUT_S = 30
+# How long the load balancer's upstream check may take to put the host back after the heal.
+WEB_BACK_S = 30
+
+
+class ShunWatch(threading.Thread):
+    """Polls the load balancers' `shunned` set (roles/nginx, tally-upstream-check) for one
+    address: when it first appears, and when it is gone again after `heal_at` is set."""
+
+    def __init__(self, fleet: Fleet, address: str):
+        super().__init__(daemon=True)
+        self.fleet, self.address = fleet, address
+        self.out_at: float | None = None
+        self.back_at: float | None = None
+        self.heal_at: float | None = None
+        self.stopping = threading.Event()
+
+    def shunned(self) -> bool:
+        return any(
+            self.address
+            in self.fleet.run(lb, "nft", "list", "set", "inet", "tally_filter", "shunned").stdout
+            for lb in self.fleet.hosts("lb")
+        )
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.5):
+            out = self.shunned()
+            now = time.time()
+            if out and self.out_at is None:
+                self.out_at = now
+            if not out and self.out_at and self.heal_at and self.back_at is None:
+                self.back_at = now
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+def _cut_web_from_db(fleet: Fleet, notes: dict) -> None:
+    host = _victim(fleet)
+    notes["host"] = host
+    notes["_shun"] = ShunWatch(fleet, fleet.address(host))
+    notes["_shun"].start()
+    _cut(fleet, host, fleet.hosts("db"), fleet.port("postgresql"))
+
+
+def _reconnect_web_to_db(fleet: Fleet, notes: dict) -> None:
+    shun: ShunWatch = notes["_shun"]
+    shun.heal_at = time.time()
+    _uncut(fleet, notes["host"])
+    deadline = time.time() + WEB_BACK_S
+    while shun.back_at is None and time.time() < deadline:
+        time.sleep(0.5)
+    shun.stop()
+
+
+def _judge_web_db_cut(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    shun: ShunWatch = o.notes["_shun"]
+    gunicorn_s = float(fleet.setting("app_timeout"))
+    slowest = max((r.response_ms for r in o.failed), default=0.0)
+    o.notes["out_of_rotation_after_s"] = round(shun.out_at - o.fault, 1) if shun.out_at else None
+    o.notes["back_after_heal_s"] = round(shun.back_at - o.heal, 1) if shun.back_at else None
+    o.notes["slowest_failure_ms"] = round(slowest)
+    after = [r for r in o.failed if shun.out_at and r.started >= shun.out_at]
+    return [
+        _only_503(o),
+        Verdict(
+            "requests on the cut host fail fast: within the database timeouts, not gunicorn's",
+            f"slowest failure {slowest:.0f} ms; gunicorn's timeout {gunicorn_s:g} s",
+            slowest < gunicorn_s * 1000,
+        ),
+        Verdict(
+            "nginx routes around it: the host is taken out, and no request sent after fails",
+            f"out of rotation {o.notes['out_of_rotation_after_s']} s after the cut; "
+            f"{len(after)} failed requests sent after that",
+            shun.out_at is not None and not after,
+        ),
+        Verdict(
+            "the host is put back after the heal",
+            f"back {o.notes['back_after_heal_s']} s after the heal",
+            shun.back_at is not None,
+        ),
+        nothing_lost(o),
+        no_stale_reads(o),
+    ]
+
+
 DRILLS = {
     "deploy": Drill(
         "deploy",
@@ -766,6 +855,14 @@ DRILLS = {
         _empty_sessions,
         SESSIONS_FULL_S,
         _judge_sessions_full,
+    ),
+    "web-db-cut": Drill(
+        "web-db-cut",
+        f"A web host is cut off from every database server for {WEB_CUT_S} s (packets dropped)",
+        _cut_web_from_db,
+        _reconnect_web_to_db,
+        WEB_CUT_S,
+        _judge_web_db_cut,
     ),
     "primary-blip": Drill(
         "primary-blip",

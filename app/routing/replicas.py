@@ -149,10 +149,12 @@ class ReplicaPool:
         with contextlib.suppress(DatabaseError):
             connections[alias].close()
 
-    def status(self, alias):
-        """Return the last known status of a replica, refreshing it if it is stale."""
+    def status(self, alias, *, refresh=True):
+        """Return the last known status of a replica, refreshing it if it is stale (unless
+        `refresh` is false)."""
         replica = self._find(alias)
-        self._refresh_if_stale(replica)
+        if refresh:
+            self._refresh_if_stale(replica)
         return replica
 
     def _find(self, alias):

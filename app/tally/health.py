@@ -25,9 +25,17 @@ def healthz(request):
 @require_GET
 def readyz(request):
     """Report every backend and each replica's state; 503 when the primary or sessions are down."""
+    primary = _check_primary()
     checks = {
-        "primary": _check_primary(),
-        "replicas": {alias: _check_replica(alias) for alias in settings.TALLY_REPLICA_ALIASES},
+        "primary": primary,
+        # Without the primary this host is not ready whatever the replicas say, so they are
+        # reported as last seen instead of each being waited for too: a load balancer's probe
+        # must get its answer within its timeout (a host cut off from the database network
+        # would otherwise take a timeout per replica).
+        "replicas": {
+            alias: _check_replica(alias, refresh=primary["ok"])
+            for alias in settings.TALLY_REPLICA_ALIASES
+        },
         "cache": _check_redis("default") if _is_redis("default") else {"ok": True, "off": True},
     }
     if settings.SESSION_ENGINE == "django.contrib.sessions.backends.cache":
@@ -51,14 +59,15 @@ def _check_primary():
     return {"ok": True}
 
 
-def _check_replica(alias):
+def _check_replica(alias, *, refresh):
     # The pool's own verdict, the one reads are routed by; the reason says why one is skipped.
-    status = pool().status(alias)
+    status = pool().status(alias, refresh=refresh)
     return {
         "ok": status.usable,
         "reason": status.reason,
         "lag_seconds": round(status.lag_seconds, 3),
         "replay_lsn_behind_bytes": status.behind_bytes,
+        **({} if refresh else {"as_last_seen": True}),
     }
 
 

@@ -3,6 +3,7 @@
 import pytest
 from django.conf import settings
 
+from routing.replicas import ReplicaPool
 from tally import release
 
 
@@ -39,7 +40,14 @@ def test_readyz_reports_every_backend(client):
     assert body["sessions"] == {"ok": True}
 
 
-def test_readyz_is_503_when_the_primary_is_down(client, replication, bring_back):
+def test_readyz_is_503_when_the_primary_is_down(client, replication, bring_back, monkeypatch):
+    probes = []
+    refresh = ReplicaPool._refresh_if_stale
+    monkeypatch.setattr(
+        ReplicaPool,
+        "_refresh_if_stale",
+        lambda pool, replica: probes.append(replica.alias) or refresh(pool, replica),
+    )
     replication.primary.stop()
     try:
         response = client.get("/readyz")
@@ -47,6 +55,9 @@ def test_readyz_is_503_when_the_primary_is_down(client, replication, bring_back)
         bring_back(replication.primary)
     assert response.status_code == 503
     assert response.json()["primary"]["ok"] is False
+    # Not ready whatever the replicas say: they are reported as last seen, not waited for.
+    assert probes == []
+    assert all(r["as_last_seen"] for r in response.json()["replicas"].values())
 
 
 def test_readyz_reports_down_replicas_but_stays_ready(client, replication):
