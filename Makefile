@@ -162,6 +162,10 @@ deploy: venv check-env wheels ## Roll a new release out host by host: make deplo
 rollback: venv check-env ## Roll every web host back to the release it served before: make rollback [ENV=local]
 	$(PLAYBOOK) ansible/deploy.yml -e deploy_rollback=true $(ROLL)
 
+.PHONY: restart-db
+restart-db: venv check-env ## Restart PostgreSQL without failing a request: each replica, then the primary
+	$(PLAYBOOK) ansible/restart-db.yml -e restart_db=true
+
 .PHONY: admin-password
 admin-password: venv ## Print the admin password of ENV (from its vault)
 	@ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-vault view --vault-password-file $(VAULT_PASSWORD) \

@@ -373,6 +373,39 @@ def _judge_bounded(o: Outcome, fleet: Fleet) -> list[Verdict]:
     return [_only_503(o), _recovers(o, PRIMARY_RECOVERY_S), nothing_lost(o), no_stale_reads(o)]
 
 
+def _postmaster_started(fleet: Fleet) -> dict[str, float]:
+    """When each database server's postmaster started (epoch seconds)."""
+    query = "SELECT extract(epoch FROM pg_postmaster_start_time())"
+    return {host: float(fleet.sql(host, query)[0][0]) for host in fleet.hosts("db")}
+
+
+def _restart_db(fleet: Fleet, notes: dict) -> None:
+    notes["_started_before"] = _postmaster_started(fleet)
+    started = time.time()
+    run = _make("restart-db", f"ENV={fleet.env}")
+    notes["restart_db_s"] = round(time.time() - started, 1)
+    if run.returncode:
+        raise DrillError(f"make restart-db failed:\n{(run.stdout + run.stderr)[-4000:]}")
+
+
+def _judge_db_restart(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    before = o.notes["_started_before"]
+    after = _postmaster_started(fleet)
+    restarted = sorted(host for host in after if after[host] > before[host])
+    # Queries wait in the paused pools while the primary restarts: the cost is latency.
+    o.notes["slowest_ms"] = round(max((r.response_ms for r in o.judged), default=0.0))
+    return [
+        Verdict(
+            "every database server did restart, the primary too",
+            f"restarted {restarted} of {sorted(after)}",
+            restarted == sorted(after),
+        ),
+        no_failures(o),
+        nothing_lost(o),
+        no_stale_reads(o),
+    ]
+
+
 class ReadProbe(threading.Thread):
     """GETs that read the database, through nginx, from the fault until stopped.
 
@@ -863,6 +896,15 @@ DRILLS = {
         _reconnect_web_to_db,
         WEB_CUT_S,
         _judge_web_db_cut,
+    ),
+    "db-restart": Drill(
+        "db-restart",
+        "Every database server restarts (make restart-db): replicas in turn, then the primary "
+        "behind paused pgbouncer pools",
+        _restart_db,
+        _nothing,
+        0,
+        _judge_db_restart,
     ),
     "primary-blip": Drill(
         "primary-blip",
