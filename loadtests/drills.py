@@ -26,6 +26,7 @@ from pathlib import Path
 
 import matplotlib
 import requests
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -816,6 +817,171 @@ def _judge_web_db_cut(o: Outcome, fleet: Fleet) -> list[Verdict]:
     ]
 
 
+# --- Scale out, then back in ------------------------------------------------------------------
+
+# How long the larger fleet serves before it scales back in.
+SCALE_HOLD_S = 30
+SCALE_GROUPS = ("web", "db_replica")  # one host is added to each
+INVENTORY_HEADER = (
+    "# Written by the scale drill (loadtests/drills.py); it puts the original back.\n"
+)
+
+
+def _group(node: dict, name: str) -> dict | None:
+    """An inventory group's body, searched through the children."""
+    for child, body in (node.get("children") or {}).items():
+        body = body if body is not None else node["children"].setdefault(child, {})
+        if child == name:
+            return body
+        found = _group(body, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _scaled(text: str, added: dict[str, dict], retired: bool) -> str:
+    """The inventory with the added hosts in their groups, or (retired) in `retired` only:
+    what an operator writes to scale out, then to scale back in."""
+    inventory = yaml.safe_load(text)
+    root = inventory["all"]
+    for group, hosts in added.items():
+        target = _group(root, "retired" if retired else group)
+        if target is None:
+            target = root.setdefault("children", {}).setdefault("retired", {})
+        target.setdefault("hosts", {})
+        for host, entry in hosts.items():
+            target["hosts"][host] = entry
+    return INVENTORY_HEADER + yaml.safe_dump(inventory, sort_keys=False)
+
+
+def _entries(node: dict) -> dict[str, dict]:
+    """Every host's inventory entry, children's included."""
+    found = {host: entry or {} for host, entry in (node.get("hosts") or {}).items()}
+    for body in (node.get("children") or {}).values():
+        found |= _entries(body or {})
+    return found
+
+
+def _new_hosts(fleet: Fleet, text: str) -> dict[str, dict]:
+    """One new host per scaled group, named and numbered after the group's last host (the db
+    group's, for a group with none), on the next free fleet_host."""
+    entries = _entries(yaml.safe_load(text)["all"])
+    taken = {entry.get("fleet_host") for entry in entries.values()}
+    added = {}
+    for group in SCALE_GROUPS:
+        hosts = fleet.groups.get(group) or fleet.groups["db"]
+        last = max(hosts, key=lambda h: entries[h].get("fleet_host", 0))
+        stem = last.rstrip("0123456789")
+        number = max(int(h[len(stem) :] or 0) for h in entries if h.startswith(stem))
+        fleet_host = entries[last]["fleet_host"] + 1
+        while fleet_host in taken:
+            fleet_host += 1
+        taken.add(fleet_host)
+        added[group] = {f"{stem}{number + 1}": {**entries[last], "fleet_host": fleet_host}}
+    return added
+
+
+def _inventory(fleet: Fleet) -> Path:
+    return ROOT / "deploy" / fleet.env / "inventory.yml"
+
+
+def _provision(fleet: Fleet, notes: dict, key: str) -> None:
+    started = time.time()
+    run = _make("provision", f"ENV={fleet.env}")
+    notes[key] = round(time.time() - started, 1)
+    if run.returncode:
+        raise DrillError(f"make provision failed:\n{(run.stdout + run.stderr)[-4000:]}")
+
+
+def _max_connections(fleet: Fleet) -> int:
+    return int(fleet.sql(fleet.hosts("db_primary")[0], "SHOW max_connections")[0][0])
+
+
+def _scale_out(fleet: Fleet, notes: dict) -> None:
+    path = _inventory(fleet)
+    original = notes["_original"] = path.read_text()
+    notes["_added"] = added = _new_hosts(fleet, original)
+    notes["added"] = sorted(host for hosts in added.values() for host in hosts)
+    notes["max_connections_before"] = _max_connections(fleet)
+    path.write_text(_scaled(original, added, retired=False))
+    try:
+        _provision(fleet, notes, "scale_out_s")
+    except DrillError:
+        path.write_text(original)
+        raise
+    notes["max_connections_scaled"] = _max_connections(fleet)
+    generated = yaml.safe_load(
+        (ROOT / "deploy" / fleet.env / "group_vars" / "all" / "capacity.generated.yml").read_text()
+    )
+    notes["max_connections_modelled"] = int(generated["postgresql_max_connections"])
+
+
+def _served_by_new_hosts(fleet: Fleet, notes: dict) -> None:
+    """Requests the new web host answered (the load balancers' access logs name the upstream)
+    and reads the new replica served (its pg_stat_statements; it is new, so all are since)."""
+    (web,) = notes["_added"]["web"]
+    (replica,) = notes["_added"]["db_replica"]
+    upstream = f"upstream={fleet.address(web)}:{fleet.port('gunicorn')}"
+    counts = [
+        fleet.run(lb, "grep", "-c", upstream, "/var/log/nginx/access.log").stdout.strip()
+        for lb in fleet.hosts("lb")
+    ]
+    notes["new_web_requests"] = sum(int(c) for c in counts if c.isdigit())
+    sql = APP_READS_SQL.format(user=fleet.user("database"))
+    result = fleet.run(replica, *PSQL, "-d", fleet.database, stdin=sql).stdout.strip()
+    notes["new_replica_reads"] = int(result) if result.isdigit() else 0
+
+
+def _scale_in(fleet: Fleet, notes: dict) -> None:
+    path = _inventory(fleet)
+    _served_by_new_hosts(fleet, notes)
+    path.write_text(_scaled(notes["_original"], notes["_added"], retired=True))
+    try:
+        _provision(fleet, notes, "scale_in_s")
+    finally:
+        path.write_text(notes["_original"])
+    notes["max_connections_after"] = _max_connections(fleet)
+    slots = fleet.sql(fleet.hosts("db_primary")[0], "SELECT slot_name FROM pg_replication_slots")
+    notes["slots_after"] = sorted(row[0] for row in slots)
+    notes["hosts_left"] = [
+        host
+        for host in notes["added"]
+        if not subprocess.run(
+            ["docker", "inspect", fleet.container(host)], capture_output=True, check=False
+        ).returncode
+    ]
+
+
+def _judge_scale(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    n = o.notes
+    expected_slots = sorted(r["name"] for r in fleet.replicas())
+    return [
+        no_failures(o),
+        nothing_lost(o),
+        no_stale_reads(o),
+        Verdict(
+            "the new hosts joined: the web host answered requests, the replica served reads",
+            f"{n.get('new_web_requests')} requests on the new web host, "
+            f"{n.get('new_replica_reads')} reads on the new replica",
+            bool(n.get("new_web_requests")) and bool(n.get("new_replica_reads")),
+        ),
+        Verdict(
+            "the provision applied the model's max_connections for the new host counts",
+            f"before {n.get('max_connections_before')}, scaled out "
+            f"{n.get('max_connections_scaled')} (the model: {n.get('max_connections_modelled')}), "
+            "scaled in "
+            f"{n.get('max_connections_after')}",
+            n.get("max_connections_scaled") == n.get("max_connections_modelled")
+            and n.get("max_connections_after") == n.get("max_connections_before"),
+        ),
+        Verdict(
+            "scaled back in: the hosts removed, the retired replica's slot dropped",
+            f"hosts left {n.get('hosts_left')}; slots {n.get('slots_after')}",
+            n.get("hosts_left") == [] and n.get("slots_after") == expected_slots,
+        ),
+    ]
+
+
 DRILLS = {
     "deploy": Drill(
         "deploy",
@@ -905,6 +1071,15 @@ DRILLS = {
         _nothing,
         0,
         _judge_db_restart,
+    ),
+    "scale": Drill(
+        "scale",
+        "A web host and a replica are added to the inventory and provisioned under the load, "
+        "then retired the same way",
+        _scale_out,
+        _scale_in,
+        SCALE_HOLD_S,
+        _judge_scale,
     ),
     "primary-blip": Drill(
         "primary-blip",
