@@ -830,7 +830,8 @@ INVENTORY_HEADER = (
 def _group(node: dict, name: str) -> dict | None:
     """An inventory group's body, searched through the children."""
     for child, body in (node.get("children") or {}).items():
-        body = body if body is not None else node["children"].setdefault(child, {})
+        if body is None:  # `group:` with nothing under it
+            body = node["children"][child] = {}
         if child == name:
             return body
         found = _group(body, name)
