@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, OperationalError, connections
 
 from routing import PRIMARY, lsn
 
@@ -45,8 +45,20 @@ SELECT /* tally:router-status */ pg_is_in_recovery(),
 """
 
 _UNCHECKED = "not checked yet"
+
 # Primary positions remembered for the lag in seconds; TTL 0 (the tests) must not grow it forever.
 _HISTORY_LIMIT = 1024
+
+
+class DatabaseUnreachable(OperationalError):
+    """A replica's probe failed while the primary's breaker is open (its probe failed too).
+
+    Raised instead of falling back to the primary: it did not answer within its breaker's
+    window either, and one more wait (pgbouncer's query_wait_timeout) would most likely bring the
+    same error, later. Measured on a web host cut off from the database (make drill
+    NAME=web-db-cut): a page GET waited on the primary's probe, each replica's, then the primary,
+    20 s in all, and gunicorn killed the worker. The app answers this, like any OperationalError,
+    with a 503 and Retry-After (tally.middleware)."""
 
 
 @dataclass
@@ -111,15 +123,32 @@ class ReplicaPool:
         return self._history[-1][1] if self._history else 0
 
     def choose(self, floor=None):
-        """Return a usable replica alias that has replayed past `floor`, or None."""
+        """Return a usable replica alias that has replayed past `floor`, or None.
+
+        At most one replica's probe may fail per choice: once one has, replicas whose status is
+        stale are passed over rather than asked in turn, each at the cost of a pgbouncer wait
+        (a web host cut off from the database would otherwise wait once per replica, then on
+        the primary).
+        If the primary's probe has failed too, in this choice or within its breaker's
+        retry_seconds, DatabaseUnreachable is raised."""
         count = len(self._replicas)
         if not count:
             return None
         start = next(self._turn)
+        failed = set()  # PRIMARY and the replica aliases whose probes failed in this choice
         for offset in range(count):
             replica = self._replicas[(start + offset) % count]
-            if self._serves(replica, floor):
+            if failed - {PRIMARY} and self._stale(replica):
+                continue
+            if self._refresh_if_stale(replica, failed) and (
+                floor is None or replica.replay_lsn >= floor
+            ):
                 return replica.alias
+        if failed - {PRIMARY} and self._clock() < self.primary.down_until:
+            raise DatabaseUnreachable(
+                "neither the primary nor a replica answered: "
+                + ", ".join(sorted(failed - {PRIMARY}))
+            )
         return None
 
     def note_primary_lsn(self, position):
@@ -163,26 +192,29 @@ class ReplicaPool:
                 return replica
         raise KeyError(alias)
 
-    def _serves(self, replica, floor):
-        if not self._refresh_if_stale(replica):
-            return False
-        return floor is None or replica.replay_lsn >= floor
+    def _stale(self, replica):
+        """Whether using the replica would first need a probe."""
+        now = self._clock()
+        return now >= replica.down_until and now - replica.checked_at >= self.status_ttl
 
-    def _refresh_if_stale(self, replica):
-        """Return whether a replica is usable, asking it again if its state is older than TTL."""
+    def _refresh_if_stale(self, replica, failed=None):
+        """Return whether a replica is usable, asking it again if its state is older than TTL.
+        The aliases whose probes failed are added to `failed`."""
         now = self._clock()
         if now < replica.down_until:
             return False
         if now - replica.checked_at >= self.status_ttl:
-            self._probe_primary(now)
-            self._probe(replica, now)
+            answered = {PRIMARY: self._probe_primary(now), replica.alias: self._probe(replica, now)}
+            if failed is not None:
+                failed.update(alias for alias, ok in answered.items() if not ok)
         return replica.usable
 
     def _probe_primary(self, now):
-        """Refresh what the replicas are judged against, once per status TTL."""
+        """Refresh what the replicas are judged against, once per status TTL. Return False if
+        the primary did not answer."""
         primary = self.primary
         if now - primary.checked_at < self.status_ttl or now < primary.down_until:
-            return
+            return True
         try:
             in_recovery, position, walfile, system_identifier, lost = self._fetch(
                 PRIMARY, PRIMARY_SQL
@@ -198,25 +230,27 @@ class ReplicaPool:
                 exc.__class__.__name__,
                 self.retry_seconds,
             )
-            return
+            return False
         primary.checked_at = now
         primary.reachable = not in_recovery
         if in_recovery:
-            return
+            return True
         primary.system_identifier = system_identifier
         primary.timeline = int(walfile[:8], 16)
         primary.lost_slots = frozenset(lost)
         self.note_primary_lsn(lsn.parse(position) or 0)
+        return True
 
     def _probe(self, replica, now):
-        """Ask a replica for its state and decide whether it may serve reads."""
+        """Ask a replica for its state and decide whether it may serve reads. Return False if
+        it did not answer."""
         try:
             in_recovery, replay_text, replay_age, system_identifier, *receiver = self._fetch(
                 replica.alias, STATUS_SQL
             )
         except DatabaseError as exc:
             self.trip(replica.alias, exc.__class__.__name__)
-            return
+            return False
         replica.checked_at = now
         replica.replay_lsn = lsn.parse(replay_text) or 0
         replica.behind_bytes = max(0, self.primary_lsn - replica.replay_lsn)
@@ -228,6 +262,7 @@ class ReplicaPool:
             logger.info("replica %s is in rotation", replica.alias)
         replica.usable = problem is None
         replica.reason = problem
+        return True
 
     def _fetch(self, alias, sql):
         """Run one status query on `alias` and return its row."""

@@ -16,7 +16,7 @@ from django.test import RequestFactory, override_settings
 from routing import PRIMARY, lsn, state
 from routing.aliases import replica_aliases
 from routing.middleware import COOKIE, ReadYourWritesMiddleware
-from routing.replicas import ReplicaPool, pool
+from routing.replicas import DatabaseUnreachable, ReplicaPool, pool
 from surveys.models import Response, Survey
 from tests.conftest import https_client
 from tests.helpers import (
@@ -234,6 +234,7 @@ class InjectedPool(ReplicaPool):
     def __init__(self, aliases, *, max_lag_seconds=10, max_lag_bytes=1 << 20):
         self.now = 1000.0
         self.rows = {}
+        self.asked = []  # the aliases probed, in order
         super().__init__(
             aliases,
             status_ttl=0,
@@ -255,6 +256,7 @@ class InjectedPool(ReplicaPool):
         self.rows[alias] = (True, replay, age, system, pid, status, tli, f"slot_{alias}")
 
     def _fetch(self, alias, sql):
+        self.asked.append(alias)
         row = self.rows[alias]
         if isinstance(row, Exception):
             raise row
@@ -380,6 +382,49 @@ def test_a_failed_primary_probe_keeps_the_replica_checks():
     fake.replica_row("replica_db2", "0/5000", tli=2)
     assert fake.choose() is None, "judged against the timeline last seen on the primary"
     assert fake.status("replica_db3").reason == "its WAL receiver is not running"
+
+
+def test_one_failed_probe_per_read_then_the_other_replicas_are_passed_over():
+    """A dead replica costs a read one pgbouncer wait, not one per replica asked in turn."""
+    fake = InjectedPool(["replica_db2", "replica_db3"])
+    fake.rows["replica_db2"] = OperationalError("query_wait_timeout")
+    fake.replica_row("replica_db3", "0/5000")
+    assert fake.choose() is None, "db2 failed; db3's status is stale, so the primary reads"
+    assert fake.asked == [PRIMARY, "replica_db2"]
+    assert fake.choose() == "replica_db3", "the next read asks db3 (db2's breaker is open)"
+    assert fake.asked[2:] == [PRIMARY, "replica_db3"]
+
+
+def test_a_host_cut_off_from_every_server_gives_up_after_the_primary_and_one_replica():
+    """Primary and replica probes both failing is a web host cut off from the database: the read
+    gives up at once instead of waiting on every other replica and then on the primary."""
+    fake = InjectedPool(["replica_db2", "replica_db3"])
+    for alias in (PRIMARY, "replica_db2", "replica_db3"):
+        fake.rows[alias] = OperationalError("query_wait_timeout")
+    with pytest.raises(DatabaseUnreachable, match="neither the primary nor a replica"):
+        fake.choose()
+    assert fake.asked == [PRIMARY, "replica_db2"]
+    fake.now += 1  # within the breakers: db3 is asked (it never was), the primary is not
+    with pytest.raises(DatabaseUnreachable, match="replica_db3"):
+        fake.choose()
+    assert fake.asked[2:] == ["replica_db3"]
+    fake.now += 1  # every breaker open: nothing is asked, and the read goes to the primary
+    assert fake.choose() is None
+    assert fake.asked[3:] == []
+
+
+def test_a_read_that_finds_no_server_answers_503_with_retry_after(client, replication, monkeypatch):
+    definition = seeded_survey(replication)
+    page_url = start(client)
+    fake = InjectedPool(["replica_db2"])
+    for alias in (PRIMARY, "replica_db2"):
+        fake.rows[alias] = OperationalError("query_wait_timeout")
+    monkeypatch.setattr("routing.router.pool", lambda: fake)
+    client.cookies.pop(COOKIE, None)  # unpinned: its reads would go to a replica
+    response = client.get(page_url)
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    assert definition.page(1).questions[0].text not in response.content.decode()
 
 
 # --- Failing replicas, with the real servers ----------------------------------------------------
