@@ -63,7 +63,7 @@ test: system-packages lint ## Run every check: lint, the app's tests on real ser
 
 .PHONY: e2e
 e2e: venv ## Provision the `test` fleet from nothing, verify it end to end, then remove it
-	$(RUN) pytest ansible/tests -p no:cacheprovider -rA $(E2E_ARGS)
+	$(RUN) pytest ansible/tests -p no:cacheprovider -rA --durations=15 $(E2E_ARGS)
 
 # Provisioning: every environment is a folder deploy/ENV with an inventory and group_vars.
 DEPLOY := deploy/$(ENV)
