@@ -1,6 +1,7 @@
 """Operating the e2e fleet under a light load with a ledger (loadtests/drills.py): a deploy
-with an expand migration and its rollback, a web host's gunicorn killed, and the primary away
-for a few seconds. `make drills` runs the full set at the target load."""
+with an expand migration and its rollback, a web host's gunicorn killed, the primary away for a
+few seconds, and a web host cut off from the database. `make drills` runs the full set at the
+target load."""
 
 import json
 
@@ -29,6 +30,6 @@ def test_a_deploy_with_an_expand_migration_then_a_rollback_fail_no_request(fleet
     assert set(drills._serving(fleet).values()) == before  # the rollback returned to the old
 
 
-@pytest.mark.parametrize("name", ["web-kill", "primary-blip"])
+@pytest.mark.parametrize("name", ["web-kill", "primary-blip", "web-db-cut"])
 def test_a_drill_under_light_load(fleet, tmp_path, name):
     _check(drills.run(fleet, [name], tmp_path, light=True), name)
