@@ -152,10 +152,11 @@ provision: venv check-env wheels ## Stand up (or converge) the whole stack for E
 # Releases: the web hosts roll one batch at a time (BATCH hosts, 1 by default), each drained
 # from the load balancers first; ansible/deploy.yml and ansible/roll.yml.
 BATCH ?=
-ROLL := $(if $(BATCH),-e deploy_batch=$(BATCH))
+# BATCH: web hosts rolled at a time; GATE: seconds a host may take to pass its readiness gate.
+ROLL := $(if $(BATCH),-e deploy_batch=$(BATCH)) $(if $(GATE),-e app_gate_timeout=$(GATE))
 
 .PHONY: deploy
-deploy: venv check-env wheels ## Roll a new release out host by host: make deploy [ENV=local] [REF=<git ref>] [BATCH=1]
+deploy: venv check-env wheels ## Roll a new release out host by host: make deploy [ENV=local] [REF=<git ref>] [BATCH=1] [GATE=60]
 	$(PLAYBOOK) ansible/deploy.yml $(ROLL)
 
 .PHONY: rollback

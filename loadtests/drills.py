@@ -187,6 +187,68 @@ def _deploy(fleet: Fleet, notes: dict) -> None:
     notes["release"] = json.loads((ROOT / "build" / "release.json").read_text())["id"]
 
 
+# How long a host rolled to the broken release may take to pass its gate: it never will, and
+# the release it goes back to must start within this too (a healthy restart takes seconds).
+BAD_GATE_S = 30
+FAILED_GATE = "did not pass its readiness gate"
+
+
+def _links(fleet: Fleet) -> dict[str, tuple[str, str]]:
+    """Each web host's (current, previous) release links."""
+    home = fleet.setting("tally_app_home")
+    return {
+        host: tuple(
+            Path(fleet.exec(host, "readlink", "-m", f"{home}/{link}").strip()).name
+            for link in ("current", "previous")
+        )
+        for host in fleet.hosts("web")
+    }
+
+
+def _deploy_broken(fleet: Fleet, notes: dict) -> None:
+    """`make deploy` of a release that cannot serve: it must fail, and leave every host as it
+    was."""
+    notes["_links_before"] = _links(fleet)
+    ref = scratch_release(broken=True)
+    started = time.time()
+    run = _make("deploy", f"ENV={fleet.env}", f"REF={ref}", f"GATE={BAD_GATE_S}")
+    notes["deploy_s"] = round(time.time() - started, 1)
+    notes["deploy_exit"] = run.returncode
+    output = run.stdout + run.stderr
+    notes["_gate_message"] = next(
+        (line.strip() for line in output.splitlines() if FAILED_GATE in line), None
+    )
+    notes["release"] = json.loads((ROOT / "build" / "release.json").read_text())["id"]
+
+
+def _judge_deploy_broken(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    before, after = o.notes["_links_before"], _links(fleet)
+    first = fleet.hosts("web")[0]
+    serving = _serving(fleet)
+    return [
+        no_failures(o),
+        nothing_lost(o),
+        no_stale_reads(o),
+        Verdict(
+            "make deploy fails, naming the host that failed its readiness gate",
+            f"exit {o.notes['deploy_exit']}: {o.notes['_gate_message']}",
+            o.notes["deploy_exit"] != 0
+            and bool(o.notes["_gate_message"])
+            and first in o.notes["_gate_message"],
+        ),
+        Verdict(
+            "no response came from the broken release",
+            f"releases that answered {o.releases}; broken {o.notes['release']}",
+            o.notes["release"] not in o.releases,
+        ),
+        Verdict(
+            "every host serves the release it had, with its rollback target unchanged",
+            f"before {before}; after {after}; serving {serving}",
+            after == before and serving == {h: current for h, (current, _) in before.items()},
+        ),
+    ]
+
+
 def _rollback(fleet: Fleet, notes: dict) -> None:
     previous = fleet.setting("tally_app_home") + "/previous"
     targets = {fleet.exec(h, "readlink", previous).strip() for h in fleet.hosts("web")}
@@ -991,6 +1053,15 @@ DRILLS = {
         _nothing,
         0,
         _judge_roll,
+    ),
+    "deploy-broken": Drill(
+        "deploy-broken",
+        "A release that cannot serve is deployed: the first host fails its readiness gate, "
+        "goes back to its release, and the roll stops",
+        _deploy_broken,
+        _nothing,
+        0,
+        _judge_deploy_broken,
     ),
     "rollback": Drill(
         "rollback",

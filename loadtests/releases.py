@@ -5,6 +5,9 @@ branch stay as they were.
 The change is a module that marks the release, so its content (and so its release id, which
 is the hash of its wheels) differs from HEAD's; with `migration`, also a new model and the
 migration that creates its table: an expand step, which the running release never notices.
+With `broken`, the WSGI module fails at import: gunicorn cannot boot a worker, so the first
+host rolled fails its readiness gate, while the management commands (migrate, collectstatic)
+still work, as in a release whose bug only serving shows.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ REF = "refs/tally/scratch-release"
 MARKER = "app/tally/scratch_release.py"
 MODELS = "app/surveys/models.py"
 MIGRATIONS = "app/surveys/migrations"
+WSGI = "app/tally/wsgi.py"
 
 MARKER_TEXT = '''"""Marks a scratch release that the deploy drill built (loadtests/releases.py)."""
 
 SCRATCH = True
 '''
+BROKEN_TEXT = """
+raise RuntimeError("a scratch release built broken by the deploy drill (loadtests/releases.py)")
+"""
 MODEL_TEXT = '''
 
 class DrillProbe(models.Model):
@@ -69,10 +76,13 @@ def _latest_migration(head: str) -> str:
     return numbered[-1]
 
 
-def scratch_release(migration: bool = False) -> str:
-    """Commit HEAD plus the marker (and with `migration` the expand step) under REF; return REF."""
+def scratch_release(migration: bool = False, broken: bool = False) -> str:
+    """Commit HEAD plus the marker (with `migration` the expand step, with `broken` a WSGI
+    module that cannot be imported) under REF; return REF."""
     head = _git("rev-parse", "HEAD")
     files = {MARKER: MARKER_TEXT}
+    if broken:
+        files[WSGI] = _git("show", f"{head}:{WSGI}") + "\n" + BROKEN_TEXT
     if migration:
         previous = _latest_migration(head)
         number = int(previous[:4]) + 1
@@ -91,7 +101,11 @@ def scratch_release(migration: bool = False) -> str:
         "GIT_COMMITTER_NAME": "Tally drills",
         "GIT_COMMITTER_EMAIL": "drills@localhost",
     }
-    message = "Scratch release for the deploy drill" + (" (with an expand migration)" * migration)
+    message = (
+        "Scratch release for the deploy drill"
+        + " (with an expand migration)" * migration
+        + " (broken: it cannot serve)" * broken
+    )
     commit = _git("commit-tree", tree, "-p", head, "-m", message, env=identity)
     _git("update-ref", REF, commit)
     return REF
