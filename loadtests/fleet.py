@@ -146,7 +146,11 @@ class Fleet:
     # --- The topology ---------------------------------------------------------------------
 
     def setting(self, name: str):
-        """A role variable or topology value, with plain references filled in."""
+        """A role variable or topology value, with plain references filled in. One that is not
+        known yet is looked up again: `make provision` writes the capacity model's values
+        (capacity.generated.yml) after a fleet of a fresh clone was first described."""
+        if name not in self.values:
+            self.values.update({**settings(self.env), **topology()})
         return resolve(self.values[name], self.values)
 
     def port(self, service: str) -> int:

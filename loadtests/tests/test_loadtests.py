@@ -382,3 +382,18 @@ def test_the_report_has_the_verdicts_the_stages_and_every_plot(tmp_path):
     for name in ("throughput.svg", "latency.svg", "pg_connections.svg", "cpu.svg", "stages.svg"):
         assert f"src='{name}'" in page
         assert (tmp_path / name).read_text().startswith("<?xml")
+
+
+def test_a_fleet_finds_a_setting_the_provision_wrote_after_it_was_described(monkeypatch):
+    """The e2e fixture describes the fleet of a fresh clone before `make provision` writes the
+    capacity model's values (capacity.generated.yml); a drill that reads one later gets it."""
+    from loadtests import fleet as fleet_module
+
+    written: dict = {}
+    monkeypatch.setattr(fleet_module, "settings", lambda env: dict(written))
+    described = fleet_module.Fleet("test", "tally-test", 9443, 9080, {}, {"x": 1})
+    written["app_timeout"] = 20
+    assert described.setting("app_timeout") == 20
+    assert described.setting("x") == 1
+    with pytest.raises(KeyError):
+        described.setting("never_written")
