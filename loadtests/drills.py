@@ -177,14 +177,25 @@ def _make(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", *args], cwd=ROOT, capture_output=True, text=True, check=False)
 
 
+def _make_deploy(fleet: Fleet, notes: dict, ref: str, *args: str) -> subprocess.CompletedProcess:
+    """`make deploy` of REF, timed into notes["deploy_s"]."""
+    started = time.time()
+    run = _make("deploy", f"ENV={fleet.env}", f"REF={ref}", *args)
+    notes["deploy_s"] = round(time.time() - started, 1)
+    return run
+
+
+def _built_release() -> str:
+    """The release `make deploy` built last."""
+    return json.loads((ROOT / "build" / "release.json").read_text())["id"]
+
+
 def _deploy(fleet: Fleet, notes: dict) -> None:
     ref = notes.get("ref") or scratch_release(notes.get("migration", False))
-    started = time.time()
-    run = _make("deploy", f"ENV={fleet.env}", f"REF={ref}")
-    notes["deploy_s"] = round(time.time() - started, 1)
+    run = _make_deploy(fleet, notes, ref)
     if run.returncode:
         raise DrillError(f"make deploy failed:\n{(run.stdout + run.stderr)[-4000:]}")
-    notes["release"] = json.loads((ROOT / "build" / "release.json").read_text())["id"]
+    notes["release"] = _built_release()
 
 
 # How long a host rolled to the broken release may take to pass its gate: it never will, and
@@ -209,16 +220,13 @@ def _deploy_broken(fleet: Fleet, notes: dict) -> None:
     """`make deploy` of a release that cannot serve: it must fail, and leave every host as it
     was."""
     notes["_links_before"] = _links(fleet)
-    ref = scratch_release(broken=True)
-    started = time.time()
-    run = _make("deploy", f"ENV={fleet.env}", f"REF={ref}", f"GATE={BAD_GATE_S}")
-    notes["deploy_s"] = round(time.time() - started, 1)
+    run = _make_deploy(fleet, notes, scratch_release(broken=True), f"GATE={BAD_GATE_S}")
     notes["deploy_exit"] = run.returncode
     output = run.stdout + run.stderr
     notes["_gate_message"] = next(
         (line.strip() for line in output.splitlines() if FAILED_GATE in line), None
     )
-    notes["release"] = json.loads((ROOT / "build" / "release.json").read_text())["id"]
+    notes["release"] = _built_release()
 
 
 def _judge_deploy_broken(o: Outcome, fleet: Fleet) -> list[Verdict]:
