@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -45,6 +46,8 @@ AFTER_S = 20
 LIGHT_ARGS = ["--shape", "light", "--users", "8", "--think", "1", "--warmup", "5"]
 # Load runs until a drill stops it; this only bounds a drill that hangs.
 MAX_LOAD_S = 1800
+# How long a drill waits for the fleet to be whole (healed from the drill before) to start.
+WHOLE_S = 90
 # How long the primary stays away, and by when service must be back after it returns
 # (pgbouncer retries a failed server login every second).
 PRIMARY_AWAY_S = 5
@@ -819,8 +822,7 @@ class ShunWatch(threading.Thread):
 
     def shunned(self) -> bool:
         return any(
-            self.address
-            in self.fleet.run(lb, "nft", "list", "set", "inet", "tally_filter", "shunned").stdout
+            self.address in _firewall_set(self.fleet, lb, "shunned")
             for lb in self.fleet.hosts("lb")
         )
 
@@ -960,8 +962,10 @@ def _provision(fleet: Fleet, notes: dict, key: str) -> None:
     started = time.time()
     run = _make("provision", f"ENV={fleet.env}")
     notes[key] = round(time.time() - started, 1)
+    log = notes["_out"] / f"provision-{key.removesuffix('_s')}.log"
+    log.write_text(run.stdout + run.stderr)
     if run.returncode:
-        raise DrillError(f"make provision failed:\n{(run.stdout + run.stderr)[-4000:]}")
+        raise DrillError(f"make provision failed (the whole log: {log}):\n{run.stdout[-3000:]}")
 
 
 def _max_connections(fleet: Fleet) -> int:
@@ -1194,6 +1198,56 @@ class DrillError(RuntimeError):
     """A drill could not inject or heal its fault."""
 
 
+def _firewall_set(fleet: Fleet, host: str, name: str) -> str:
+    """The elements of a set in the host's firewall (roles/common, tally.nft.j2), as nft
+    prints them; empty if the set is."""
+    listed = fleet.run(host, "nft", "list", "set", "inet", "tally_filter", name).stdout
+    found = re.search(r"elements = \{([^}]*)\}", listed)
+    return found.group(1).strip() if found else ""
+
+
+def _not_whole(fleet: Fleet) -> list[str]:
+    """What keeps the fleet from serving whole: a cut the drills made, a web host drained or
+    out of a load balancer's rotation, not ready, or without a usable replica."""
+    problems = [
+        f"{host}: the drills' table {CUT_TABLE} still cuts it off"
+        for host in sorted({h for g in ("web", "db") for h in fleet.hosts(g)})
+        if fleet.run(host, "nft", "list", "table", "inet", CUT_TABLE).returncode == 0
+    ]
+    problems += [
+        f"{lb}: the upstream check holds {shunned} out of rotation (the `shunned` set)"
+        for lb in fleet.hosts("lb")
+        if (shunned := _firewall_set(fleet, lb, "shunned"))
+    ]
+    aliases = [r["alias"] for r in fleet.replicas()]
+    for web in fleet.hosts("web"):
+        if _firewall_set(fleet, web, "draining"):
+            problems.append(f"{web}: drained (its app port is in the firewall's `draining` set)")
+        ready = _readyz(fleet, web)
+        if not ready or not ready.get("ready"):
+            problems.append(f"{web}: not ready: /readyz answered {ready}")
+            continue
+        problems += [
+            f"{web}: {alias} not usable ({ready['replicas'].get(alias)})"
+            for alias in aliases
+            if not ready["replicas"].get(alias, {}).get("ok")
+        ]
+    return problems
+
+
+def _wait_whole(fleet: Fleet) -> None:
+    """A drill starts from a whole fleet: a fault that an earlier drill (or a person) left in
+    place would otherwise be measured as this drill's cost. A fleet still healing gets time."""
+    deadline = time.time() + WHOLE_S
+    while problems := _not_whole(fleet):
+        if time.time() > deadline:
+            raise DrillError(
+                f"the fleet was not whole after {WHOLE_S} s, and the drill would measure what "
+                "broke it: " + "; ".join(problems)
+            )
+        time.sleep(2)
+
+
 # --- Running them -----------------------------------------------------------------------------
 
 
@@ -1202,7 +1256,8 @@ def run_drill(fleet: Fleet, drill: Drill, out: Path, light: bool, notes=None) ->
     shape = LIGHT_ARGS if light else ["--shape", "soak"]
     args = arguments([fleet.env, *shape, "--seconds", str(MAX_LOAD_S)])
     the_plan = build_plan(args, fleet)
-    notes = dict(notes or {})
+    notes = dict(notes or {}, _out=out)
+    _wait_whole(fleet)
     with runner.background(fleet, the_plan, out):
         start = time.time() + the_plan.warmup_s
         if drill.watch:
