@@ -4,17 +4,19 @@ taker fills in, per-stage measurements, verdicts, calibration output and the sam
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from capacity import calibration, model
 from loadtests import __main__ as cli
-from loadtests import analysis, bench, ledger, plan, report, samplers
+from loadtests import analysis, bench, drills, ledger, plan, report, samplers
 from loadtests.__main__ import write_calibration
 from loadtests.fleet import ROOT, Fleet, topology
 from loadtests.forms import Form
@@ -399,3 +401,56 @@ def test_a_fleet_finds_a_setting_the_provision_wrote_after_it_was_described(monk
     assert described.port("gunicorn") == port, "what it knew is kept"
     with pytest.raises(KeyError):
         described.setting("never_written")
+
+
+class _FleetOnAnyDay:
+    """A fleet's answers to what the drills' whole-fleet check asks: nft sets and tables, and
+    each web host's /readyz. `broken` holds what is wrong on it today."""
+
+    def __init__(self, broken: set[str]):
+        self.broken = broken
+        self.env = "test"
+        self.groups = {"web": ["web1", "web2"], "db": ["db1", "db2"], "lb": ["lb1"]}
+
+    def hosts(self, group):
+        return self.groups.get(group, [])
+
+    def replicas(self):
+        return [{"host": "db2", "alias": "replica_db2"}]
+
+    def port(self, service):
+        return 8000
+
+    def run(self, host, *argv, **_):
+        def answer(stdout="", returncode=0):
+            return SimpleNamespace(stdout=stdout, returncode=returncode)
+
+        if argv[:3] == ("nft", "list", "table"):
+            return answer(returncode=0 if f"cut {host}" in self.broken else 1)
+        if argv[:3] == ("nft", "list", "set"):
+            name = argv[-1]
+            if f"{name} {host}" in self.broken:
+                return answer(f"set {name} {{\n  type inet_service\n  elements = {{ 8000 }}\n}}")
+            return answer(f"set {name} {{\n  type inet_service\n}}")
+        usable = f"replica {host}" not in self.broken
+        ready = {"ready": True, "replicas": {"replica_db2": {"ok": usable}}}
+        return answer(json.dumps(ready))
+
+
+@pytest.mark.parametrize(
+    ("broken", "named"),
+    [
+        (set(), []),
+        ({"draining web1"}, ["web1: drained"]),
+        ({"shunned lb1"}, ["lb1: the upstream check holds 8000 out of rotation"]),
+        ({"cut db2"}, ["db2: the drills' table tally_drill still cuts it off"]),
+        ({"replica web2"}, ["web2: replica_db2 not usable"]),
+    ],
+)
+def test_a_drill_starts_only_from_a_whole_fleet(broken, named):
+    """What an earlier drill (or a person) left broken is named, so that it is not measured as
+    the next drill's cost."""
+    problems = drills._not_whole(_FleetOnAnyDay(broken))
+    assert len(problems) == len(named)
+    for problem, start in zip(problems, named, strict=True):
+        assert problem.startswith(start), problem
