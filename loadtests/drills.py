@@ -828,7 +828,10 @@ class ShunWatch(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.wait(0.5):
-            out = self.shunned()
+            try:
+                out = self.shunned()
+            except DrillError:  # a round it could not read tells nothing
+                continue
             now = time.time()
             if out and self.out_at is None:
                 self.out_at = now
@@ -1198,10 +1201,23 @@ class DrillError(RuntimeError):
     """A drill could not inject or heal its fault."""
 
 
+def _nft_list(fleet: Fleet, host: str, *what: str) -> str | None:
+    """`nft list <what>` on the host: what it prints, or None if there is no such object. Any
+    other failure (nft's, docker's) is an error, never taken for an answer."""
+    listed = fleet.run(host, "nft", "list", *what)
+    if listed.returncode == 0:
+        return listed.stdout
+    if "No such file or directory" in listed.stderr:
+        return None
+    raise DrillError(f"{host}: nft list {' '.join(what)} failed: {listed.stderr.strip()}")
+
+
 def _firewall_set(fleet: Fleet, host: str, name: str) -> str:
     """The elements of a set in the host's firewall (roles/common, tally.nft.j2), as nft
     prints them; empty if the set is."""
-    listed = fleet.run(host, "nft", "list", "set", "inet", "tally_filter", name).stdout
+    listed = _nft_list(fleet, host, "set", "inet", "tally_filter", name)
+    if listed is None:
+        raise DrillError(f"{host}: its firewall has no set {name}")
     found = re.search(r"elements = \{([^}]*)\}", listed)
     return found.group(1).strip() if found else ""
 
@@ -1212,7 +1228,7 @@ def _not_whole(fleet: Fleet) -> list[str]:
     problems = [
         f"{host}: the drills' table {CUT_TABLE} still cuts it off"
         for host in sorted({h for g in ("web", "db") for h in fleet.hosts(g)})
-        if fleet.run(host, "nft", "list", "table", "inet", CUT_TABLE).returncode == 0
+        if _nft_list(fleet, host, "table", "inet", CUT_TABLE) is not None
     ]
     problems += [
         f"{lb}: the upstream check holds {shunned} out of rotation (the `shunned` set)"
@@ -1322,22 +1338,33 @@ def run(fleet: Fleet, names: list[str], out: Path, light: bool, notes=None) -> d
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"env": fleet.env, "light": light, "drills": {}}
     sections = [f"# Drills on {fleet.env} ({'light load' if light else 'the target load'})", ""]
-    for name in names:
-        drill = DRILLS[name]
-        folder = out / name
-        outcome = run_drill(fleet, drill, folder, light, (notes or {}).get(name))
-        verdicts = drill.judge(outcome, fleet)
-        plot = timeline(outcome, folder)
-        sections.append(section(outcome, verdicts, plot))
-        summary["drills"][name] = {
-            "figures": outcome.figures(),
-            "verdicts": [asdict(v) for v in verdicts],
-            "passed": all(v.passed for v in verdicts),
-        }
-        for v in verdicts:
-            print(f"  {name}: {'PASS' if v.passed else 'FAIL'} {v.name}: {v.measured}", flush=True)
-    (out / "index.md").write_text("\n".join(sections))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    try:
+        for name in names:
+            drill = DRILLS[name]
+            folder = out / name
+            try:
+                outcome = run_drill(fleet, drill, folder, light, (notes or {}).get(name))
+            except DrillError as error:
+                # The next drill starts only once the fleet is whole again, or names what is not.
+                sections += [f"## {name}: {drill.title}", "", f"It did not run to its end: {error}"]
+                summary["drills"][name] = {"error": str(error), "passed": False}
+                print(f"  {name}: FAIL it did not run to its end: {error}", flush=True)
+                continue
+            verdicts = drill.judge(outcome, fleet)
+            plot = timeline(outcome, folder)
+            sections.append(section(outcome, verdicts, plot))
+            summary["drills"][name] = {
+                "figures": outcome.figures(),
+                "verdicts": [asdict(v) for v in verdicts],
+                "passed": all(v.passed for v in verdicts),
+            }
+            for v in verdicts:
+                print(
+                    f"  {name}: {'PASS' if v.passed else 'FAIL'} {v.name}: {v.measured}", flush=True
+                )
+    finally:  # the drills that ran keep their report, whatever stopped the others
+        (out / "index.md").write_text("\n".join(sections))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
 

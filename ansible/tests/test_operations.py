@@ -12,6 +12,7 @@ from loadtests import drills
 
 def _check(summary, name):
     result = summary["drills"][name]
+    assert "error" not in result, f"{name}: {result.get('error')}"
     print(name, json.dumps(result["figures"], sort_keys=True))
     failed = [f"{v['name']}: {v['measured']}" for v in result["verdicts"] if not v["passed"]]
     assert not failed, f"{name}: " + "; ".join(failed)

@@ -423,7 +423,8 @@ class _FleetOnAnyDay:
 
     def run(self, host, *argv, **_):
         def answer(stdout="", returncode=0):
-            return SimpleNamespace(stdout=stdout, returncode=returncode)
+            stderr = "Error: No such file or directory" if returncode else ""
+            return SimpleNamespace(stdout=stdout, stderr=stderr, returncode=returncode)
 
         if argv[:3] == ("nft", "list", "table"):
             return answer(returncode=0 if f"cut {host}" in self.broken else 1)
@@ -454,3 +455,14 @@ def test_a_drill_starts_only_from_a_whole_fleet(broken, named):
     assert len(problems) == len(named)
     for problem, start in zip(problems, named, strict=True):
         assert problem.startswith(start), problem
+
+
+def test_a_fleet_that_cannot_be_asked_is_not_taken_for_whole():
+    """nft or docker failing is an error, not an empty answer."""
+
+    class Unreachable(_FleetOnAnyDay):
+        def run(self, host, *argv, **_):
+            return SimpleNamespace(stdout="", stderr="Error: No such container", returncode=1)
+
+    with pytest.raises(drills.DrillError, match="No such container"):
+        drills._not_whole(Unreachable(set()))
