@@ -403,6 +403,10 @@ def test_a_fleet_finds_a_setting_the_provision_wrote_after_it_was_described(monk
         described.setting("never_written")
 
 
+# The app's port, from the one topology (deploy/test names the fleet).
+APP_PORT = Fleet.of("test").port("gunicorn")
+
+
 class _FleetOnAnyDay:
     """A fleet's answers to what the drills' whole-fleet check asks: nft sets and tables, and
     each web host's /readyz. `broken` holds what is wrong on it today."""
@@ -419,7 +423,7 @@ class _FleetOnAnyDay:
         return [{"host": "db2", "alias": "replica_db2"}]
 
     def port(self, service):
-        return 8000
+        return APP_PORT
 
     def run(self, host, *argv, **_):
         def answer(stdout="", returncode=0):
@@ -431,7 +435,9 @@ class _FleetOnAnyDay:
         if argv[:3] == ("nft", "list", "set"):
             name = argv[-1]
             if f"{name} {host}" in self.broken:
-                return answer(f"set {name} {{\n  type inet_service\n  elements = {{ 8000 }}\n}}")
+                return answer(
+                    f"set {name} {{\n  type inet_service\n  elements = {{ {APP_PORT} }}\n}}"
+                )
             return answer(f"set {name} {{\n  type inet_service\n}}")
         usable = f"replica {host}" not in self.broken
         ready = {"ready": True, "replicas": {"replica_db2": {"ok": usable}}}
@@ -443,7 +449,7 @@ class _FleetOnAnyDay:
     [
         (set(), []),
         ({"draining web1"}, ["web1: drained"]),
-        ({"shunned lb1"}, ["lb1: the upstream check holds 8000 out of rotation"]),
+        ({"shunned lb1"}, [f"lb1: the upstream check holds {APP_PORT} out of rotation"]),
         ({"cut db2"}, ["db2: the drills' table tally_drill still cuts it off"]),
         ({"replica web2"}, ["web2: replica_db2 not usable"]),
     ],
