@@ -23,26 +23,28 @@ logger = logging.getLogger("tally.routing")
 # replica's identity, not from received == replayed: a replica whose receiver died has replayed
 # all it received and looks current by its own numbers. pg_stat_wal_receiver shows its columns
 # only to roles with pg_read_all_stats; to others they read NULL.
-STATUS_SQL = """
-SELECT /* tally:router-status */ pg_is_in_recovery(),
+STATUS_TAG = "/* tally:router-status */"
+
+STATUS_SQL = f"""
+SELECT {STATUS_TAG} pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text,
        COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
        (SELECT system_identifier::text FROM pg_control_system()),
        r.pid, r.status, r.received_tli, r.slot_name
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
-"""
+"""  # noqa: S608 (only the constant tag is formatted in)
 
 # One cheap round trip on the primary per status TTL: its WAL position, system and timeline
 # (the first 8 hex digits of a WAL file name), and the slots it has given up on. Replicas are
 # compared with these, not with what this process happens to remember, so a worker that was
 # just recycled judges them as an old one does.
-PRIMARY_SQL = """
-SELECT /* tally:router-status */ pg_is_in_recovery(),
+PRIMARY_SQL = f"""
+SELECT {STATUS_TAG} pg_is_in_recovery(),
        CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END,
        CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_lsn()) END,
        (SELECT system_identifier::text FROM pg_control_system()),
        ARRAY(SELECT slot_name::text FROM pg_replication_slots WHERE wal_status = 'lost')
-"""
+"""  # noqa: S608 (only the constant tag is formatted in)
 
 _UNCHECKED = "not checked yet"
 
