@@ -286,7 +286,8 @@ def test_the_router_status_queries_are_counted_by_the_comment_they_carry():
     # The app's two status queries carry the tag after their first token (pg_stat_statements
     # drops a comment before it), and the samplers look for it.
     source = (ROOT / "app" / "routing" / "replicas.py").read_text()
-    assert source.count(f'_SQL = """\nSELECT {samplers.ROUTER_STATUS_TAG} ') == 2
+    assert f'\nSTATUS_TAG = "{samplers.ROUTER_STATUS_TAG}"\n' in source
+    assert source.count('_SQL = f"""\nSELECT {STATUS_TAG} ') == 2
     assert f"strpos(query, '{samplers.ROUTER_STATUS_TAG}') > 0" in samplers.ACTIVITY_SQL
 
 
