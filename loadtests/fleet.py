@@ -265,6 +265,20 @@ class Fleet:
         out = self.psql(host, query, database)
         return [line.split("|") for line in out.splitlines() if line]
 
+    def backup_host(self) -> str:
+        """The host whose timers take the base backups (postgresql_backup_host): the first
+        replica, or the primary when there is none."""
+        return [*self.groups.get("db_replica", ()), *self.groups["db_primary"]][0]
+
+    def pgbackrest(
+        self, host: str, *argv: str, timeout: float = 600
+    ) -> subprocess.CompletedProcess:
+        """Run pgBackRest as postgres on a database host, on the fleet's stanza."""
+        stanza = f"--stanza={self.setting('postgresql_backup_stanza')}"
+        return self.run(
+            host, "runuser", "-u", "postgres", "--", "pgbackrest", stanza, *argv, timeout=timeout
+        )
+
     def pgbouncer_psql(self) -> tuple[str, ...]:
         """psql on pgbouncer's console as its stats user, from the web host itself; the
         password comes in PGPASSWORD."""
