@@ -94,8 +94,17 @@ def open_surveys():
 
 
 def response_by_token(token):
-    """Return the Response for a resume token, or None."""
-    return Response.objects.filter(token=token).first()
+    """Return the Response for a resume token, or None.
+
+    A miss on a replica is asked again on the primary: a replica may not have replayed a
+    response started a moment ago (its resume link opened at once in another browser), and a
+    404 would be wrong there, not merely stale. A miss on the primary is final.
+    """
+    alias = router.db_for_read(Response)
+    found = Response.objects.using(alias).filter(token=token).first()
+    if found is None and alias != PRIMARY:
+        found = Response.objects.using(PRIMARY).filter(token=token).first()
+    return found
 
 
 def response_answers(response_id, question_ids):

@@ -196,6 +196,30 @@ def test_writer_reads_its_own_writes_while_the_replicas_are_paused(client, repli
     wait_for(writer_reads_from_a_reader, timeout=5, what="the writer to read from a replica")
 
 
+def test_a_resume_link_opened_at_once_elsewhere_is_found_while_the_replicas_lag(
+    client, replication
+):
+    """A response started a moment ago is not on a lagging replica yet: its resume link, opened
+    in another browser (no pin), is looked up again on the primary instead of a 404."""
+    seeded_survey(replication)
+    replication.pause_replay()
+    try:
+        page_url = start(client)
+        other = https_client()
+        with queries_by_alias() as queries:
+            resumed = other.get(page_url.replace("/p/1/", "/"))
+        assert resumed.status_code == 302, resumed.status_code
+        assert resumed["Location"] == page_url
+        token_reads = {
+            alias: sum('FROM "surveys_response"' in sql for sql in queries[alias])
+            for alias in queries
+        }
+        assert token_reads[PRIMARY] == 1, token_reads
+        assert sum(token_reads.values()) == (2 if REPLICAS else 1), token_reads
+    finally:
+        replication.resume_replay()
+
+
 def test_the_read_your_writes_cookie_is_signed(client, replication):
     seeded_survey(replication)
     start(client)
