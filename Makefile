@@ -163,6 +163,13 @@ deploy: venv check-env wheels ## Roll a new release out host by host: make deplo
 rollback: venv check-env ## Roll every web host back to the release it served before: make rollback [ENV=local]
 	$(PLAYBOOK) ansible/deploy.yml -e deploy_rollback=true $(ROLL)
 
+# Restores: into the scratch host of the inventory's `restore` group, never a database host.
+TARGET ?= latest
+SET ?=
+.PHONY: restore
+restore: venv check-env ## Restore the backups into the scratch host: make restore [ENV=local] [TARGET=latest|"<time>"] [SET=<label>]
+	$(PLAYBOOK) ansible/restore.yml -e '{"postgresql_restore_target": "$(TARGET)", "postgresql_restore_set": "$(SET)"}'
+
 .PHONY: restart-db
 restart-db: venv check-env ## Restart PostgreSQL without failing a request: each replica, then the primary
 	$(PLAYBOOK) ansible/restart-db.yml -e restart_db=true

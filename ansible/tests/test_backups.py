@@ -5,10 +5,12 @@ take the next ones and verify the repository. Nothing else can reach the reposit
 pgBackRest servers."""
 
 import json
+import time
 
 import pytest
 
-from loadtests.fleet import vault
+from loadtests.fleet import ROOT, vault
+from provisioning import make
 
 TIMERS = ("tally-backup-full.timer", "tally-backup-diff.timer", "tally-backup-verify.timer")
 
@@ -141,3 +143,51 @@ def test_only_database_hosts_reach_the_repository_and_the_pgbackrest_servers(fle
     source = fleet.hosts(source_group)[0]
     assert not fleet.connects(source, fleet.address(primary), fleet.port("pgbackrest"))
     assert not fleet.connects(source, fleet.address(s3), fleet.port("s3_https"))
+
+
+MARKER = "tally_restore_marker"
+
+
+def _archive_now(fleet, primary):
+    """Switch to a new WAL segment and wait until the one just closed is in the repository."""
+    checked = fleet.pgbackrest(primary, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _restore(fleet, target):
+    run = make("restore", f"ENV={fleet.env}", f"TARGET={target}")
+    assert run.returncode == 0, run.output[-6000:]
+    return json.loads((ROOT / "build" / fleet.env / "restore" / "restore.json").read_text())
+
+
+def test_a_restore_to_a_time_brings_back_a_dropped_table_and_latest_does_not(fleet):
+    """The issue's story: a marker row written, then the table dropped by mistake. A restore to
+    a time between the two has the table and the row; a restore of everything does not."""
+    primary = fleet.hosts("db_primary")[0]
+    scratch = fleet.hosts("restore")[0]
+    fleet.psql(primary, f"DROP TABLE IF EXISTS {MARKER}; CREATE TABLE {MARKER} (note text)")
+    fleet.psql(primary, f"INSERT INTO {MARKER} VALUES ('written before the drop')")
+    between = fleet.psql(primary, "SELECT clock_timestamp()::text").strip()
+    time.sleep(1)
+    fleet.psql(primary, f"DROP TABLE {MARKER}")
+    _archive_now(fleet, primary)
+
+    report = _restore(fleet, between)
+    assert report["host"] == scratch
+    assert report["last_replayed_commit"] <= between, report
+    rows = fleet.psql(scratch, f"SELECT note FROM {MARKER}").split("\n")
+    assert rows[:1] == ["written before the drop"], rows
+    # The scratch server is open for writes and archives nothing into the repository.
+    assert fleet.psql(scratch, "SELECT pg_is_in_recovery()").strip() == "f"
+    assert fleet.psql(scratch, "SHOW archive_mode").strip() == "off"
+
+    latest = _restore(fleet, "latest")
+    assert latest["last_replayed_commit"] > between, latest
+    assert fleet.psql(scratch, f"SELECT to_regclass('{MARKER}') IS NULL").strip() == "t"
+
+
+def test_a_restore_to_a_target_that_is_not_a_time_is_refused_before_any_change(fleet):
+    wrong = make("restore", f"ENV={fleet.env}", "TARGET=yesterday")
+    assert wrong.returncode != 0
+    assert "TARGET must be latest or a time" in wrong.output, wrong.output[-3000:]
+    assert wrong.changed_tasks() == []
