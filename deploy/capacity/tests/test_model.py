@@ -90,6 +90,14 @@ def small(**changes) -> model.Inputs:
         min_cache_mb=64,
         fd_hard_limit=20000,
         fd_slack=512,
+        wal_kb_per_submission=8,
+        wal_compressed_percent=25,
+        db_kb_per_survey=40,
+        db_size_gb=10,
+        backup_compressed_percent=20,
+        backup_retention_full=2,
+        backup_retention_diff=6,
+        full_backup_every_days=7,
     )
     values.update(changes)
     return model.Inputs(**values)
@@ -170,6 +178,23 @@ def test_rules_by_hand():
     assert v["offered_rps"] == pytest.approx(10000 / 40.2)
     assert v["offered_utilisation"] == pytest.approx(10000 / 40.2 * 0.02 / 10)
     assert v["web_hosts_needed"] == 2
+    # Backups: 1000 x 4 / 40.2 = 99.5 submissions/s x 8 kB = 796 kB/s of WAL, 2.9 segments a
+    # minute, a quarter of it uploaded.
+    assert v["archive_kb_per_s"] == pytest.approx(4000 / 40.2 * 8)
+    assert v["archive_segments_per_min"] == pytest.approx(4000 / 40.2 * 8 * 60 / 16384)
+    assert v["archive_upload_kb_per_s"] == pytest.approx(4000 / 40.2 * 2)
+    # A day: 1024 surveys x 4 pages x 8 kB x 25% = 8 MB archived; 1024 x 40 kB = 40 MB of growth.
+    assert v["archive_mb_per_day"] == pytest.approx(8)
+    assert v["db_growth_mb_per_day"] == pytest.approx(40)
+    # 2 full backups a week apart: 14 days back at least. A full one is 20% of 10 GB = 2 GB; a
+    # differential at most 7 days x 40 MB x 20% = 56 MB.
+    assert v["restore_window_days"] == 14
+    assert v["full_backup_gb"] == pytest.approx(2)
+    assert v["diff_backup_gb"] == pytest.approx(56 / 1024)
+    # 3 full + 6 differentials + 21 days of WAL: 6 + 6 x 56/1024 + 21 x 8/1024 GB.
+    assert v["backup_bucket_gb"] == pytest.approx(6 + 6 * 56 / 1024 + 21 * 8 / 1024)
+    # A month of growth: 30 x 40 MB x 20% in each of the 3 full backups.
+    assert v["backup_bucket_growth_gb_per_30_days"] == pytest.approx(30 * 40 / 1024 * 0.2 * 3)
     assert model.evaluate(small()).failures() == []
 
 

@@ -210,6 +210,28 @@ class Inputs:
     fd_hard_limit: int = _input("limits", "files", "hard open-file limit a service can get")
     fd_slack: int = _input("limits", "files", "descriptors a daemon holds besides connections")
 
+    # Backups (pgBackRest): what the survey writes, measured, and the retention policy.
+    wal_kb_per_submission: float = _input(
+        "backups", "kB", "WAL one page submission writes (answers, response, indexes, page images)"
+    )
+    wal_compressed_percent: float = _input(
+        "backups", "%", "archived WAL's size in the repository (zstd), of the WAL written"
+    )
+    db_kb_per_survey: float = _input(
+        "backups", "kB", "database growth per survey taken (response, answers, their indexes)"
+    )
+    db_size_gb: float = _input("backups", "GB", "the database's size to plan the bucket for")
+    backup_compressed_percent: float = _input(
+        "backups", "%", "a full backup's size in the repository (zstd), of the database's"
+    )
+    backup_retention_full: int = _input(
+        "backups", "backups", "full backups kept, with the WAL to restore to any point since"
+    )
+    backup_retention_diff: int = _input("backups", "backups", "differential backups kept")
+    full_backup_every_days: int = _input(
+        "backups", "days", "days between full backups: 7 (differentials between) or 1"
+    )
+
     def __post_init__(self):
         problems = []
         for f in numeric_fields():
@@ -236,6 +258,10 @@ class Inputs:
                     f"cpu_idle_cores {self.cpu_idle_cores} leaves nothing of the shared cores "
                     f"at the target utilisation ({self.shared_cores} x {self.target_utilisation})"
                 )
+            if self.full_backup_every_days not in (1, 7):
+                problems.append("full_backup_every_days must be 1 (daily) or 7 (weekly)")
+            if self.backup_retention_full < 1:
+                problems.append("backup_retention_full must keep at least one full backup")
             if self.requests_per_page < 1:
                 problems.append("requests_per_page must be at least 1 (the POST)")
             if self.target_utilisation > 1:

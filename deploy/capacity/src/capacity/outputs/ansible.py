@@ -45,6 +45,9 @@ ANSIBLE_VARS: dict[str, Callable[[float], int | float | str]] = {
     "redis_sessions_maxmemory": _redis_mb,
     "redis_cache_maxclients": _integer,
     "redis_sessions_maxclients": _integer,
+    "postgresql_backup_retention_full": _integer,
+    "postgresql_backup_retention_diff": _integer,
+    "postgresql_backup_every_days": _integer,
 }
 
 # Where `make provision` puts them: group_vars of every host, git-ignored.
