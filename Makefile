@@ -170,6 +170,20 @@ SET ?=
 restore: venv check-env ## Restore the backups into the scratch host: make restore [ENV=local] [TARGET=latest|"<time>"] [SET=<label>]
 	$(PLAYBOOK) ansible/restore.yml -e '{"postgresql_restore_target": "$(TARGET)", "postgresql_restore_set": "$(SET)"}'
 
+# A new primary: NEW names the replica to promote (ansible/failover.yml), then a provision points
+# the other replicas and the app at it and rolls the web hosts.
+NEW ?=
+FORCE ?=
+.PHONY: switchover
+switchover: venv check-env ## Planned: promote replica NEW once it has all the WAL, rejoin the old primary: make switchover NEW=db2 [ENV=local]
+	$(PLAYBOOK) ansible/failover.yml -e '{"failover_new": "$(NEW)", "failover_planned": true}'
+	$(MAKE) provision ENV=$(ENV)
+
+.PHONY: failover
+failover: venv check-env ## Unplanned: fence the primary, promote replica NEW: make failover NEW=db2 [FORCE=1] [ENV=local]
+	$(PLAYBOOK) ansible/failover.yml -e '{"failover_new": "$(NEW)", "failover_force": $(if $(FORCE),true,false)}'
+	$(MAKE) provision ENV=$(ENV)
+
 .PHONY: restart-db
 restart-db: venv check-env ## Restart PostgreSQL without failing a request: each replica, then the primary
 	$(PLAYBOOK) ansible/restart-db.yml -e restart_db=true

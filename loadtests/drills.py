@@ -1060,6 +1060,64 @@ def _judge_scale(o: Outcome, fleet: Fleet) -> list[Verdict]:
     ]
 
 
+# --- A new primary ------------------------------------------------------------------------------
+
+
+def _switchover_to(fleet: Fleet, notes: dict, key: str, new: str) -> None:
+    """`make switchover NEW=new`, timed into notes[key_s], its log beside the report; the
+    fleet's groups are read again, since the inventory now names another primary."""
+    started = time.time()
+    run = _make("switchover", f"ENV={fleet.env}", f"NEW={new}")
+    notes[f"{key}_s"] = round(time.time() - started, 1)
+    log = notes["_out"] / f"{key}.log"
+    log.write_text(run.stdout + run.stderr)
+    fleet.reload_inventory()
+    if run.returncode:
+        raise DrillError(f"make switchover failed (the whole log: {log}):\n{run.stdout[-3000:]}")
+
+
+def _switch_to_a_replica(fleet: Fleet, notes: dict) -> None:
+    notes["old_primary"] = fleet.hosts("db_primary")[0]
+    notes["new_primary"] = fleet.replicas()[0]["host"]
+    _switchover_to(fleet, notes, "switchover", notes["new_primary"])
+    notes["primary_after_switchover"] = fleet.hosts("db_primary")[0]
+
+
+def _switch_back(fleet: Fleet, notes: dict) -> None:
+    _switchover_to(fleet, notes, "switchback", notes["old_primary"])
+
+
+def _streaming(fleet: Fleet) -> dict[str, str]:
+    """Each replica's WAL receiver status and the host it streams from."""
+    found = {}
+    for replica in fleet.hosts("db_replica"):
+        rows = fleet.sql(replica, "SELECT status, sender_host FROM pg_stat_wal_receiver")
+        found[replica] = " from ".join(rows[0]) if rows else "not streaming"
+    return found
+
+
+def _judge_switchover(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    streaming = _streaming(fleet)
+    primary = fleet.address(fleet.hosts("db_primary")[0])
+    return [
+        Verdict(
+            "the replica became the primary, then the old primary again",
+            f"{o.notes['new_primary']} after the switchover, "
+            f"{fleet.hosts('db_primary')[0]} after the switch back",
+            o.notes.get("primary_after_switchover") == o.notes["new_primary"]
+            and fleet.hosts("db_primary") == [o.notes["old_primary"]],
+        ),
+        Verdict(
+            "every replica streams from the primary afterwards",
+            json.dumps(streaming, sort_keys=True),
+            all(state == f"streaming from {primary}" for state in streaming.values()),
+        ),
+        no_failures(o),
+        nothing_lost(o),
+        no_stale_reads(o),
+    ]
+
+
 DRILLS = {
     "deploy": Drill(
         "deploy",
@@ -1187,6 +1245,14 @@ DRILLS = {
         "Every replica pauses its WAL replay, then resumes it",
         _replay("pg_wal_replay_pause"),
         _replay("pg_wal_replay_resume"),
+    ),
+    "switchover": Drill(
+        "switchover",
+        "The first replica becomes the primary (make switchover), then the old primary again",
+        _switch_to_a_replica,
+        _switch_back,
+        0,
+        _judge_switchover,
     ),
     "replica-cut": _replica_drill(
         "replica-cut",

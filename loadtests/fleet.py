@@ -145,6 +145,11 @@ class Fleet:
 
     # --- The topology ---------------------------------------------------------------------
 
+    def reload_inventory(self) -> None:
+        """Read the inventory's groups again: a switchover rewrites which host is the primary."""
+        self.groups.clear()
+        self.groups.update(inventory_groups(ROOT / "deploy" / self.env / "inventory.yml"))
+
     def setting(self, name: str):
         """A role variable or topology value, with plain references filled in. One that is not
         known yet is looked up again: `make provision` writes the capacity model's values

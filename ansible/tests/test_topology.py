@@ -162,3 +162,27 @@ def test_each_replica_gets_a_slot_a_pgbouncer_entry_and_an_app_alias(tmp_path, r
     replication = [line.split() for line in files["pg_hba.conf"].splitlines()]
     addresses = [fields[3] for fields in replication if fields[1:2] == ["replication"]]
     assert addresses == [f"10.9.0.{30 + n}/32" for n in range(2, 2 + replicas)]
+
+
+def _hosts_with_vars(tree: dict) -> dict:
+    """Every host of a YAML inventory with its variables, whatever its group."""
+    found = {}
+
+    def walk(body):
+        body = body or {}
+        found.update({host: hvars for host, hvars in (body.get("hosts") or {}).items()})
+        for child in (body.get("children") or {}).values():
+            walk(child)
+
+    walk(tree["all"])
+    return found
+
+
+def test_the_e2e_fleet_has_the_local_fleets_hosts():
+    """deploy/test keeps an inventory of its own (a switchover in the e2e test rewrites which
+    host is the primary there, never in the local fleet's), with the same hosts."""
+    deploy = ROOT / "deploy"
+    local, test = (
+        yaml.safe_load((deploy / env / "inventory.yml").read_text()) for env in ("local", "test")
+    )
+    assert _hosts_with_vars(test) == _hosts_with_vars(local)
