@@ -42,8 +42,12 @@ def _inventory(replicas: int) -> dict:
                 "lb": hosts([("lb1", 10)]),
                 "web": hosts([("web1", 21)]),
                 "cache": hosts([("cache1", 41)]),
-                "db_primary": hosts([("db1", 31)]),
-                "db_replica": hosts([(f"DB-{n}", 30 + n) for n in range(2, 2 + replicas)]),
+                "db": {
+                    "children": {
+                        "db_primary": hosts([("db1", 31)]),
+                        "db_replica": hosts([(f"DB-{n}", 30 + n) for n in range(2, 2 + replicas)]),
+                    }
+                },
             },
         }
     }
@@ -159,9 +163,14 @@ def test_each_replica_gets_a_slot_a_pgbouncer_entry_and_an_app_alias(tmp_path, r
         # The app's user and URL-encoded password, through the local pgbouncer's entry.
         assert url == f"postgres://{user}:p%3Aw%40%2Fx@127.0.0.1:{ports['pgbouncer']}/{db}_{name}"
     assert files["slots"] == ",".join(names)
-    replication = [line.split() for line in files["pg_hba.conf"].splitlines()]
-    addresses = [fields[3] for fields in replication if fields[1:2] == ["replication"]]
-    assert addresses == [f"10.9.0.{30 + n}/32" for n in range(2, 2 + replicas)]
+    # Rendered for the primary: every other database host may stream from it and read what
+    # pg_rewind needs, since any of them may be its replica after a switchover.
+    rules = [line.split() for line in files["pg_hba.conf"].splitlines()]
+    replicas_addresses = [f"10.9.0.{30 + n}/32" for n in range(2, 2 + replicas)]
+    replication_user = TOPOLOGY["tally_users"]["replication"]
+    for database in ("replication", "postgres"):
+        granted = [f[3] for f in rules if f[1:3] == [database, replication_user]]
+        assert granted == replicas_addresses, database
 
 
 def _hosts_with_vars(tree: dict) -> dict:
