@@ -69,8 +69,10 @@ e2e: venv ## Provision the `test` fleet from nothing, verify it end to end, then
 DEPLOY := deploy/$(ENV)
 ENVIRONMENTS = $(patsubst deploy/%/inventory.yml,%,$(wildcard deploy/*/inventory.yml))
 VAULT_PASSWORD := $(DEPLOY)/.vault-password
+# SYNC=n overrides the capacity model's synchronous_standbys for one run (make replication).
+SYNC ?=
 PLAYBOOK := ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml \
-  --vault-password-file $(VAULT_PASSWORD)
+  --vault-password-file $(VAULT_PASSWORD) $(if $(SYNC),-e postgresql_synchronous_standbys=$(SYNC))
 # The web hosts run Debian 13's Python; their wheels are fetched here, since they cannot reach
 # PyPI (and production should not depend on it).
 WHEEL_PYTHON ?= 3.13
@@ -123,6 +125,10 @@ loadtest: venv ## Step load up to 1.2x the predicted capacity; report, verdicts 
 .PHONY: bench
 bench: venv ## Tuned vs naive deployment vs trivial view vs pgbench, side by side (build/ENV/bench/)
 	$(LOADTESTS).bench $(ENV) $(BENCH_ARGS)
+
+.PHONY: bench-sync
+bench-sync: venv ## Asynchronous vs synchronous replication at the target load, in rounds (build/ENV/replication/)
+	$(LOADTESTS).replication $(ENV) $(BENCH_ARGS)
 
 # Failure drills (loadtests/drills.py): the survey load, one fault, the heal, the ledger.
 DRILL_ARGS ?=
@@ -183,6 +189,13 @@ switchover: venv check-env ## Planned: promote replica NEW once it has all the W
 failover: venv check-env ## Unplanned: fence the primary, promote replica NEW: make failover NEW=db2 [FORCE=1] [ENV=local]
 	$(PLAYBOOK) ansible/failover.yml -e '{"failover_new": "$(NEW)", "failover_force": $(if $(FORCE),true,false)}'
 	$(MAKE) provision ENV=$(ENV)
+
+# Synchronous replication on or off at once (a reload, no restart): SYNC=0 lets writes go on
+# while the replicas are down; the next provision without SYNC sets the model's value again.
+.PHONY: replication
+replication: venv check-env ## Set synchronous replication now: make replication SYNC=1|0 [ENV=local]
+	@[ -n "$(SYNC)" ] || { echo "SYNC must say how many replicas confirm a commit (0: asynchronous)." >&2; exit 2; }
+	$(PLAYBOOK) ansible/replication.yml
 
 .PHONY: restart-db
 restart-db: venv check-env ## Restart PostgreSQL without failing a request: each replica, then the primary

@@ -98,6 +98,8 @@ def small(**changes) -> model.Inputs:
         backup_retention_full=2,
         backup_retention_diff=6,
         full_backup_every_days=7,
+        synchronous_standbys=0,
+        sync_commit_ms=1.5,
     )
     values.update(changes)
     return model.Inputs(**values)
@@ -284,6 +286,22 @@ def test_invalid_inputs_are_refused():
         small(target_utilisation=1.5)
     with pytest.raises(ValueError, match="page_get_ms must not be negative"):
         small(page_get_ms=-1)
+    with pytest.raises(ValueError, match="synchronous_standbys 2 is more than the 1 replica"):
+        small(db_replicas=1, synchronous_standbys=2)
+
+
+def test_synchronous_commits_cost_each_page_post_its_wait():
+    fast, sync = (model.evaluate(small(synchronous_standbys=n)).values for n in (0, 1))
+    # Asynchronous: the measured times alone; synchronous: each page's POST waits 1.5 ms more,
+    # its transaction holds a connection as long (over the page's transactions).
+    assert fast["transaction_ms"] == fast["db_transaction_ms"]
+    per_page = sync["db_transactions_per_page"]
+    assert sync["transaction_ms"] == pytest.approx(sync["db_transaction_ms"] + 1.5 / per_page)
+    extra = sync["pages_per_survey"] * 1.5 / sync["requests_per_survey"]
+    assert sync["mean_service_ms"] == pytest.approx(fast["mean_service_ms"] + extra)
+    assert sync["worker_capacity_rps"] < fast["worker_capacity_rps"]
+    standbys = "postgresql_synchronous_standbys"
+    assert (fast[standbys], sync[standbys]) == (0, 1)
 
 
 @pytest.mark.parametrize("env", SHIPPED)

@@ -232,6 +232,19 @@ class Inputs:
         "backups", "days", "days between full backups: 7 (differentials between) or 1"
     )
 
+    # Replication: synchronous commits, and what each one costs (measured side by side).
+    synchronous_standbys: int = _input(
+        "replication",
+        "replicas",
+        "replicas that must flush a commit's WAL before it returns (ANY n); 0: asynchronous",
+    )
+    sync_commit_ms: float = _input(
+        "replication",
+        "ms",
+        "what a synchronous commit adds to a write transaction (measured: the p50 of a page "
+        "POST with it and without it, in one run)",
+    )
+
     def __post_init__(self):
         problems = []
         for f in numeric_fields():
@@ -262,6 +275,11 @@ class Inputs:
                 problems.append("full_backup_every_days must be 1 (daily) or 7 (weekly)")
             if self.backup_retention_full < 1:
                 problems.append("backup_retention_full must keep at least one full backup")
+            if self.synchronous_standbys > self.db_replicas:
+                problems.append(
+                    f"synchronous_standbys {self.synchronous_standbys} is more than the "
+                    f"{self.db_replicas} replica(s): every write would wait forever"
+                )
             if self.requests_per_page < 1:
                 problems.append("requests_per_page must be at least 1 (the POST)")
             if self.target_utilisation > 1:

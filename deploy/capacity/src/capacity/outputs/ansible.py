@@ -48,6 +48,7 @@ ANSIBLE_VARS: dict[str, Callable[[float], int | float | str]] = {
     "postgresql_backup_retention_full": _integer,
     "postgresql_backup_retention_diff": _integer,
     "postgresql_backup_every_days": _integer,
+    "postgresql_synchronous_standbys": _integer,
 }
 
 # Where `make provision` puts them: group_vars of every host, git-ignored.

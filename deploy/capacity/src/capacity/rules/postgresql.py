@@ -113,3 +113,10 @@ def postgresql_work_mem(v):
 def db_active_connection_limit(v):
     """Busy connections a database server runs well at once: about two per core."""
     return 2 * v.db_cores
+
+
+@rule("replicas", "{synchronous_standbys}", "PostgreSQL: synchronous_standby_names = ANY n (...).")
+def postgresql_synchronous_standbys(v):
+    """Replicas that must flush a commit's WAL before it returns (the role's
+    synchronous_standby_names); 0: asynchronous replication."""
+    return v.synchronous_standbys

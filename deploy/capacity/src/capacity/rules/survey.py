@@ -18,19 +18,30 @@ def requests_per_survey(v):
 
 @rule(
     "ms",
+    "IF({synchronous_standbys}>0,{sync_commit_ms},0)",
+    "A synchronous commit waits for a standby's flush (measured side by side).",
+)
+def commit_wait_ms(v):
+    """What a page's write waits for at commit: a standby's flush under synchronous replication
+    (the calibration measures the service times on an asynchronous fleet), else nothing."""
+    return v.sync_commit_ms if v.synchronous_standbys > 0 else 0
+
+
+@rule(
+    "ms",
     "({start_requests_per_survey}*{start_ms}"
     "+{pages_per_survey}*({requests_per_page}-1)*{page_get_ms}"
-    "+{pages_per_survey}*{page_post_ms}+{results_views_per_survey}*{results_ms})"
+    "+{pages_per_survey}*({page_post_ms}+{commit_wait_ms})+{results_views_per_survey}*{results_ms})"
     "/{requests_per_survey}",
-    "Mix-weighted mean of the measured service times (calibration run).",
+    "Mix-weighted mean of the measured service times (calibration run), commit waits added.",
 )
 def mean_service_ms(v):
     """Mean service time of a request, weighted by how often each endpoint is hit in a survey:
-    one POST per page, the page's other requests are GETs."""
+    one POST per page (and its commit's wait), the page's other requests are GETs."""
     total = (
         v.start_requests_per_survey * v.start_ms
         + v.pages_per_survey * (v.requests_per_page - 1) * v.page_get_ms
-        + v.pages_per_survey * v.page_post_ms
+        + v.pages_per_survey * (v.page_post_ms + v.commit_wait_ms)
         + v.results_views_per_survey * v.results_ms
     )
     return total / v.requests_per_survey
@@ -54,14 +65,24 @@ def db_transactions_per_request(v):
 
 
 @rule(
+    "ms",
+    "{db_transaction_ms}+{commit_wait_ms}/{db_transactions_per_page}",
+    "A page's one write transaction waits at commit; spread over its transactions.",
+)
+def transaction_ms(v):
+    """Mean time a transaction holds a server connection, a page's commit wait included."""
+    return v.db_transaction_ms + v.commit_wait_ms / v.db_transactions_per_page
+
+
+@rule(
     "fraction",
-    "{db_transactions_per_request}*{db_transaction_ms}/{mean_service_ms}",
+    "{db_transactions_per_request}*{transaction_ms}/{mean_service_ms}",
     "Little's law per worker: share of a request's time spent holding a server connection.",
 )
 def db_time_share(v):
     """Share of a busy worker's time spent inside a database transaction, i.e. holding a
     pgbouncer server connection."""
-    return v.db_transactions_per_request * v.db_transaction_ms / v.mean_service_ms
+    return v.db_transactions_per_request * v.transaction_ms / v.mean_service_ms
 
 
 @rule(

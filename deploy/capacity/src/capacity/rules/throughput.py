@@ -172,23 +172,23 @@ def replica_db_transactions_per_s(v):
 
 @rule(
     "connections",
-    "{capacity_db_transactions_per_s}*{db_transaction_ms}/1000",
+    "{capacity_db_transactions_per_s}*{transaction_ms}/1000",
     "Little's law: L = lambda x W.",
 )
 def active_server_connections(v):
     """Server connections busy at once at that capacity (every server together)."""
-    return v.capacity_db_transactions_per_s * v.db_transaction_ms / 1000
+    return v.capacity_db_transactions_per_s * v.transaction_ms / 1000
 
 
 @rule(
     "connections",
-    "MAX({primary_db_transactions_per_s},{replica_db_transactions_per_s})*{db_transaction_ms}/1000",
+    "MAX({primary_db_transactions_per_s},{replica_db_transactions_per_s})*{transaction_ms}/1000",
     "Little's law: L = lambda x W, on the busiest server.",
 )
 def busiest_server_active_connections(v):
     """Server connections busy at once at that capacity on the busiest database server."""
     busiest = max(v.primary_db_transactions_per_s, v.replica_db_transactions_per_s)
-    return busiest * v.db_transaction_ms / 1000
+    return busiest * v.transaction_ms / 1000
 
 
 @rule(
@@ -255,12 +255,12 @@ def offered_primary_db_transactions_per_s(v):
 
 @rule(
     "connections",
-    "{offered_db_transactions_per_s}*{db_transaction_ms}/1000",
+    "{offered_db_transactions_per_s}*{transaction_ms}/1000",
     "Little's law: L = lambda x W.",
 )
 def offered_active_server_connections(v):
     """Server connections busy at once at the target load (every server together)."""
-    return v.offered_db_transactions_per_s * v.db_transaction_ms / 1000
+    return v.offered_db_transactions_per_s * v.transaction_ms / 1000
 
 
 @rule(
