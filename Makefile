@@ -180,15 +180,19 @@ restore: venv check-env ## Restore the backups into the scratch host: make resto
 # the other replicas and the app at it and rolls the web hosts.
 NEW ?=
 FORCE ?=
+# PROVISION=0 leaves out the provision that follows (the light failover drill of make test);
+# run make provision before anything else then.
+PROVISION ?= 1
+AFTER_FAILOVER = $(if $(filter 0,$(PROVISION)),@echo "PROVISION=0: run make provision ENV=$(ENV) next.",$(MAKE) provision ENV=$(ENV))
 .PHONY: switchover
 switchover: venv check-env ## Planned: promote replica NEW once it has all the WAL, rejoin the old primary: make switchover NEW=db2 [ENV=local]
 	$(PLAYBOOK) ansible/failover.yml -e '{"failover_new": "$(NEW)", "failover_planned": true}'
-	$(MAKE) provision ENV=$(ENV)
+	$(AFTER_FAILOVER)
 
 .PHONY: failover
 failover: venv check-env ## Unplanned: fence the primary, promote replica NEW: make failover NEW=db2 [FORCE=1] [ENV=local]
 	$(PLAYBOOK) ansible/failover.yml -e '{"failover_new": "$(NEW)", "failover_force": $(if $(FORCE),true,false)}'
-	$(MAKE) provision ENV=$(ENV)
+	$(AFTER_FAILOVER)
 
 # Synchronous replication on or off at once (a reload, no restart): SYNC=0 lets writes go on
 # while the replicas are down; the next provision without SYNC sets the model's value again.

@@ -1072,12 +1072,14 @@ def _switchover_to(fleet: Fleet, notes: dict, key: str, new: str) -> None:
 
 
 def _new_primary(fleet: Fleet, notes: dict, key: str, target: str, new: str) -> None:
-    """`make TARGET NEW=new` (switchover or failover, with the drill's SYNC if it set one),
-    timed into notes[key_s], its log beside the report; the fleet's groups are read again,
-    since the inventory now names another primary."""
+    """`make TARGET NEW=new` (switchover or failover, with the drill's SYNC if it set one, and
+    without its provision if notes["_provision"] is False), timed into notes[key_s], its log
+    beside the report; the fleet's groups are read again, since the inventory now names
+    another primary."""
     started = time.time()
-    sync = [f"SYNC={notes['_sync']}"] if "_sync" in notes else []
-    run = _make(target, f"ENV={fleet.env}", f"NEW={new}", *sync)
+    extra = [f"SYNC={notes['_sync']}"] if "_sync" in notes else []
+    extra += ["PROVISION=0"] if notes.get("_provision") is False else []
+    run = _make(target, f"ENV={fleet.env}", f"NEW={new}", *extra)
     notes[f"{key}_s"] = round(time.time() - started, 1)
     log = notes["_out"] / f"{key}.log"
     log.write_text(run.stdout + run.stderr)
@@ -1237,6 +1239,66 @@ def _failover_drill(name: str, sync: int) -> Drill:
     )
 
 
+# --- A restore ----------------------------------------------------------------------------------
+
+# Beyond archive_timeout (a segment that fills no faster is archived then), the time a segment
+# takes to reach the repository and the restore to start reading it.
+RESTORE_SLACK_S = 30
+# Writes acknowledged this much before the newest one a restore holds must all be there: closer
+# to it, commits and acknowledgements may cross.
+RESTORE_CROSSING_S = 1.0
+
+
+def _restore(fleet: Fleet, notes: dict) -> None:
+    """make restore TARGET=latest into the scratch host, while the load goes on: the moment it
+    begins stands for the disaster, and the ledger says what the restore got back."""
+    notes["restore_began"] = time.time()
+    run = _make("restore", f"ENV={fleet.env}")
+    notes["restore_s"] = round(time.time() - notes["restore_began"], 1)
+    log = notes["_out"] / "restore.log"
+    log.write_text(run.stdout + run.stderr)
+    if run.returncode:
+        raise DrillError(f"make restore failed (the whole log: {log}):\n{run.stdout[-3000:]}")
+    report = json.loads((ROOT / "build" / fleet.env / "restore" / "restore.json").read_text())
+    notes["backup_set"] = report["backup_set"]
+    notes["last_replayed_commit"] = report["last_replayed_commit"]
+
+
+def _judge_restore(o: Outcome, fleet: Fleet) -> list[Verdict]:
+    began = o.notes["restore_began"]
+    acknowledged = ledger.acknowledged_pages(o.notes["_out"] / "ledger.csv")
+    held = ledger.held(fleet, fleet.hosts("restore")[0], list(acknowledged))
+    newest = max((acknowledged[page] for page in held), default=None)
+    before = [page for page, at in acknowledged.items() if at <= began]
+    holes = [
+        page
+        for page, at in acknowledged.items()
+        if newest and at <= newest - RESTORE_CROSSING_S and page not in held
+    ]
+    o.notes["rpo_s"] = round(began - newest, 2) if newest else None
+    o.notes["acknowledged_before_restore"] = len(before)
+    o.notes["restore_holds"] = len(held)
+    o.notes["acknowledged_before_restore_not_held"] = sum(page not in held for page in before)
+    bound = float(str(fleet.setting("postgresql_archive_timeout")).rstrip("s")) + RESTORE_SLACK_S
+    return [
+        Verdict(
+            f"RPO within archive_timeout + {RESTORE_SLACK_S} s ({bound:g} s): the newest "
+            "acknowledged write the restore holds, before the restore began",
+            f"{o.notes['rpo_s']} s; {o.notes['acknowledged_before_restore_not_held']} of "
+            f"{len(before)} writes acknowledged before it began are not in it; restore "
+            f"{o.notes['restore_s']} s (backup set {o.notes['backup_set']})",
+            newest is not None and 0 <= o.notes["rpo_s"] <= bound,
+        ),
+        Verdict(
+            "the restore holds every write acknowledged before its newest one",
+            f"{len(holes)} missing of those acknowledged up to {RESTORE_CROSSING_S:g} s before it",
+            newest is not None and not holes,
+        ),
+        no_failures(o),
+        nothing_lost(o),
+    ]
+
+
 DRILLS = {
     "deploy": Drill(
         "deploy",
@@ -1375,6 +1437,15 @@ DRILLS = {
     ),
     "failover-async": _failover_drill("failover-async", 0),
     "failover-sync": _failover_drill("failover-sync", 1),
+    "restore": Drill(
+        "restore",
+        "make restore TARGET=latest into the scratch host, under the load: its RPO against the "
+        "ledger",
+        _restore,
+        _nothing,
+        0,
+        _judge_restore,
+    ),
     "replica-cut": _replica_drill(
         "replica-cut",
         "Every replica is cut off from the primary by a firewall rule (packets dropped)",

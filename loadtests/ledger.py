@@ -23,6 +23,10 @@ WHERE NOT EXISTS (
     SELECT 1 FROM surveys_response r WHERE r.token = ledger.token AND r.completed_at IS NOT NULL
 );
 """
+HELD_ANSWERS = """
+SELECT ledger.id FROM unnest('{ids}'::uuid[]) AS ledger(id)
+WHERE EXISTS (SELECT 1 FROM surveys_answer a WHERE a.submission_id = ledger.id);
+"""
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:
@@ -37,6 +41,20 @@ def read(path: Path) -> tuple[list[str], list[str]]:
             else:
                 raise ValueError(f"{path}: not a resume token: {row['id']!r}")
     return pages, completed
+
+
+def acknowledged_pages(path: Path) -> dict[str, float]:
+    """Each acknowledged page submission's id, and when the site acknowledged it (epoch s)."""
+    pages, _ = read(path)  # checks every id
+    with path.open() as f:
+        times = [float(row["time"]) for row in csv.DictReader(f) if row["kind"] == "page"]
+    return dict(zip(pages, times, strict=True))
+
+
+def held(fleet: Fleet, host: str, pages: list[str]) -> set[str]:
+    """The page submissions (ids from read()) whose answers the database on host holds."""
+    sql = HELD_ANSWERS.format(ids="{" + ",".join(pages) + "}")
+    return set(fleet.psql(host, sql).split())
 
 
 def stale_reads(path: Path) -> tuple[int, int]:

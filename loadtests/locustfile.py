@@ -45,7 +45,7 @@ RELEASE_HEADER = "X-Tally-Release"
 # (time, name, response_ms, server_ms, ok, HTTP status or 0 without a response, release,
 #  Retry-After)
 records: list[tuple] = []
-ledger: list[tuple] = []  # (kind, id, slug, token, page)
+ledger: list[tuple] = []  # (kind, id, slug, token, page, time it was acknowledged)
 rereads: list[tuple] = []  # (time, token, page, questions shown stale, separated by spaces)
 stage_starts: list[tuple] = []  # (time, label, users)
 
@@ -120,7 +120,7 @@ def _write(environment, **_kwargs):
         writer.writerows(sorted(records))
     with (OUT / "ledger.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["kind", "id", "slug", "token", "page"])
+        writer.writerow(["kind", "id", "slug", "token", "page", "time"])
         writer.writerows(ledger)
     with (OUT / "rereads.csv").open("w", newline="") as f:
         writer = csv.writer(f)
@@ -216,9 +216,9 @@ class SurveyTaker(_Site):
                 self.expect(response, 302, location=following)
                 next_url = response.headers["Location"]
             if review:
-                ledger.append(("done", token, slug, token, 0))
+                ledger.append(("done", token, slug, token, 0, time.time()))
                 break
-            ledger.append(("page", submission, slug, token, position))
+            ledger.append(("page", submission, slug, token, position, time.time()))
             self.reread(url, values, token, position)
             url, position = next_url, position + 1
         with self.client.get(next_url, name="done GET", catch_response=True) as response:

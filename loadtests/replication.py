@@ -5,10 +5,11 @@ The target load (the capacity model's soak) runs in rounds, asynchronous then sy
 so that the machine's drift over the run falls on both alike. Each run keeps its ledger of
 acknowledged writes. The figures: page submissions/s, the p50 and p95 of a page POST as the
 client sees it and inside the app (Server-Timing), and the mean time a transaction holds a
-pgbouncer server connection. `sync_commit_ms` (the capacity model's input) is the difference
-of the POST's in-app p50, pooled over the rounds. The model's own setting is applied again at
-the end, also when the run fails. `make bench-sync` runs it; the report goes to
-build/ENV/replication/<time>/.
+pgbouncer server connection; and, for the backups' inputs, the WAL the primary wrote per
+acknowledged page and the database's growth per completed survey. `sync_commit_ms` (the
+capacity model's input) is the difference of the POST's in-app p50, pooled over the rounds.
+The model's own setting is applied again at the end, also when the run fails. `make bench-sync`
+runs it; the report goes to build/ENV/replication/<time>/.
 """
 
 from __future__ import annotations
@@ -37,8 +38,18 @@ def set_mode(fleet: Fleet, sync: int) -> str:
     return fleet.sql(fleet.hosts("db_primary")[0], "SHOW synchronous_standby_names")[0][0]
 
 
-def measure(run: runner.Run) -> dict:
-    """One round's figures, over its judged stage."""
+def wal_and_size(fleet: Fleet) -> tuple[int, int]:
+    """The primary's WAL position (bytes) and its database's size (bytes)."""
+    row = fleet.sql(
+        fleet.hosts("db_primary")[0],
+        "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, pg_database_size(current_database())",
+    )[0]
+    return int(float(row[0])), int(row[1])
+
+
+def measure(run: runner.Run, before: tuple[int, int], after: tuple[int, int]) -> dict:
+    """One round's figures, over its judged stage, and the WAL and database growth over the
+    whole run per acknowledged page and per completed survey (the backups' inputs)."""
     stage = run.stages[-1]
     posts = [r for r in run.requests if stage.start <= r.time <= stage.end and r.name == POST]
     ok = [r for r in posts if r.ok]
@@ -55,6 +66,14 @@ def measure(run: runner.Run) -> dict:
         "db_transaction_ms": round(run.extra["db_transaction_ms"], 3),
         "acknowledged": run.ledger["acknowledged"],
         "missing": run.ledger["missing_primary"] + run.ledger["missing_completed"],
+        "wal_kb_per_submission": round(
+            (after[0] - before[0]) / 1024 / run.ledger["acknowledged"], 2
+        )
+        if run.ledger["acknowledged"]
+        else None,
+        "db_kb_per_survey": round((after[1] - before[1]) / 1024 / run.ledger["completed"], 2)
+        if run.ledger["completed"]
+        else None,
     }
 
 
@@ -63,7 +82,7 @@ def summarise(rounds: list[dict]) -> dict:
         return statistics.median(r[key] for r in rounds if r["mode"] == mode)
 
     keys = ("submissions_per_s", "p95_ms", "post_p50_ms", "post_p95_ms", "post_server_p50_ms")
-    keys += ("db_transaction_ms",)
+    keys += ("db_transaction_ms", "wal_kb_per_submission", "db_kb_per_survey")
     table = {mode: {key: pooled(mode, key) for key in keys} for mode in MODES}
     return {
         **table,
@@ -122,8 +141,10 @@ def main(argv=None) -> int:
         for n in range(1, args.rounds + 1):
             for mode, sync in MODES.items():
                 applied = set_mode(fleet, sync)
+                before = wal_and_size(fleet)
                 run = runner.execute(fleet, the_plan, out / f"{n}-{mode}")
-                rounds.append({"round": n, "mode": mode, "applied": applied, **measure(run)})
+                figures = measure(run, before, wal_and_size(fleet))
+                rounds.append({"round": n, "mode": mode, "applied": applied, **figures})
                 print(f"replication: round {n} {mode} ({applied!r}): {rounds[-1]}", flush=True)
     finally:
         set_mode(fleet, fleet.setting("postgresql_synchronous_standbys"))

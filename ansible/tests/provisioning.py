@@ -1,5 +1,6 @@
 """Run `make` targets at the repository root and read what Ansible reported."""
 
+import json
 import re
 import subprocess
 import time
@@ -47,3 +48,13 @@ def make(*args, env=None, timeout=3600):
         check=False,
     )
     return Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+
+def check_drill(summary: dict, name: str) -> None:
+    """A drill of loadtests/drills.py ran to its end and passed every verdict (its figures are
+    printed for the log)."""
+    result = summary["drills"][name]
+    assert "error" not in result, f"{name}: {result.get('error')}"
+    print(name, json.dumps(result["figures"], sort_keys=True))
+    failed = [f"{v['name']}: {v['measured']}" for v in result["verdicts"] if not v["passed"]]
+    assert not failed, f"{name}: " + "; ".join(failed)

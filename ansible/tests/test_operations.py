@@ -3,19 +3,10 @@ with an expand migration, a broken release's deploy, the rollback; a web host's 
 killed, the primary away for a few seconds, and a web host cut off from the database.
 `make drills` runs the full set at the target load."""
 
-import json
-
 import pytest
 
 from loadtests import drills
-
-
-def _check(summary, name):
-    result = summary["drills"][name]
-    assert "error" not in result, f"{name}: {result.get('error')}"
-    print(name, json.dumps(result["figures"], sort_keys=True))
-    failed = [f"{v['name']}: {v['measured']}" for v in result["verdicts"] if not v["passed"]]
-    assert not failed, f"{name}: " + "; ".join(failed)
+from provisioning import check_drill
 
 
 def test_a_deploy_with_an_expand_migration_then_a_rollback_fail_no_request(fleet, tmp_path):
@@ -30,7 +21,7 @@ def test_a_deploy_with_an_expand_migration_then_a_rollback_fail_no_request(fleet
         notes={"deploy": {"migration": True}},
     )
     for name in ("deploy", "deploy-broken", "rollback"):
-        _check(summary, name)
+        check_drill(summary, name)
     deploy = summary["drills"]["deploy"]["figures"]
     assert deploy["release"] not in before  # a new release did roll out...
     assert set(deploy["releases"]) == before | {deploy["release"]}  # ...and both answered
@@ -39,4 +30,4 @@ def test_a_deploy_with_an_expand_migration_then_a_rollback_fail_no_request(fleet
 
 @pytest.mark.parametrize("name", ["web-kill", "primary-blip", "web-db-cut"])
 def test_a_drill_under_light_load(fleet, tmp_path, name):
-    _check(drills.run(fleet, [name], tmp_path, light=True), name)
+    check_drill(drills.run(fleet, [name], tmp_path, light=True), name)

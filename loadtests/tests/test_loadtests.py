@@ -272,6 +272,20 @@ def test_the_ledger_admits_only_uuids_and_resume_tokens(tmp_path):
         ledger.read(path)
 
 
+def test_the_ledger_says_when_each_page_was_acknowledged(tmp_path):
+    path = tmp_path / "ledger.csv"
+    path.write_text(
+        "kind,id,slug,token,page,time\n"
+        "page,6f1c1d1e-0a4f-4c43-9b8e-0d4a3b9b2f10,demo,abcdefghijklmnopqrstuvwx,1,1700000000.5\n"
+        "page,7f1c1d1e-0a4f-4c43-9b8e-0d4a3b9b2f10,demo,abcdefghijklmnopqrstuvwx,2,1700000002.25\n"
+        "done,abcdefghijklmnopqrstuvwx,demo,abcdefghijklmnopqrstuvwx,0,1700000003\n"
+    )
+    assert ledger.acknowledged_pages(path) == {
+        "6f1c1d1e-0a4f-4c43-9b8e-0d4a3b9b2f10": 1700000000.5,
+        "7f1c1d1e-0a4f-4c43-9b8e-0d4a3b9b2f10": 1700000002.25,
+    }
+
+
 def test_the_fleet_takes_ports_and_names_from_the_roles_and_the_environment():
     fleet = Fleet.of("test")
     assert fleet.name == "tally-test"  # deploy/test overrides local's settings
