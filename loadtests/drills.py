@@ -1134,7 +1134,7 @@ def _judge_switchover(o: Outcome, fleet: Fleet) -> list[Verdict]:
 # fleet, the operator's reaction (here: at once) not included.
 FAILOVER_RTO_S = 30
 # Time for WAL already on the wire to land on the replicas before their positions are read.
-IN_FLIGHT_S = 1
+IN_FLIGHT_S = 0.2
 
 
 def _lsn(text: str) -> int:
