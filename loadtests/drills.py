@@ -1211,8 +1211,8 @@ def _judge_failover(o: Outcome, fleet: Fleet) -> list[Verdict]:
         Verdict(
             f"writes work again within {FAILOVER_RTO_S} s of the crash (RTO)",
             f"last failed write {o.notes['rto_s']} s after the crash "
-            f"({len(failed_writes)} failed writes); make failover took {o.notes['failover_s']} s "
-            "with its provision",
+            f"({len(failed_writes)} failed writes); make failover took {o.notes['failover_s']} s"
+            + ("" if o.notes.get("_provision") is False else " with its provision"),
             bool(failed_writes) and o.notes["rto_s"] <= FAILOVER_RTO_S,
         ),
         _only_503(o, required=True),
