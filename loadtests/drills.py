@@ -1142,6 +1142,15 @@ def _lsn(text: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
+def set_replication(fleet: Fleet, sync) -> str:
+    """make replication SYNC=sync; returns the synchronous_standby_names the primary applies."""
+    run = _make("replication", f"ENV={fleet.env}", f"SYNC={sync}")
+    if run.returncode:
+        raise DrillError(f"make replication SYNC={sync} failed:\n{run.stdout[-3000:]}")
+    rows = fleet.sql(fleet.hosts("db_primary")[0], "SHOW synchronous_standby_names")
+    return rows[0][0] if rows else ""
+
+
 def _replication(sync: int):
     """A drill's setup: synchronous replication over `sync` replicas (0: asynchronous) at once
     (make replication), kept by the drill's provisions; its heal sets the model's value again."""
@@ -1149,11 +1158,7 @@ def _replication(sync: int):
     def setup(fleet: Fleet, notes: dict) -> None:
         notes["_sync"] = str(sync)
         notes["synchronous_standbys"] = sync
-        run = _make("replication", f"ENV={fleet.env}", f"SYNC={sync}")
-        if run.returncode:
-            raise DrillError(f"make replication SYNC={sync} failed:\n{run.stdout[-3000:]}")
-        rows = fleet.sql(fleet.hosts("db_primary")[0], "SHOW synchronous_standby_names")
-        notes["synchronous_standby_names"] = rows[0][0] if rows else ""
+        notes["synchronous_standby_names"] = set_replication(fleet, sync)
 
     return setup
 
@@ -1181,10 +1186,7 @@ def _fail_back(fleet: Fleet, notes: dict) -> None:
     """The old primary (rejoined by the failover) becomes the primary again, and the fleet
     replicates as its model says."""
     _switch_back(fleet, notes)
-    standing = fleet.setting("postgresql_synchronous_standbys")
-    run = _make("replication", f"ENV={fleet.env}", f"SYNC={standing}")
-    if run.returncode:
-        raise DrillError(f"make replication SYNC={standing} failed:\n{run.stdout[-3000:]}")
+    set_replication(fleet, fleet.setting("postgresql_synchronous_standbys"))
 
 
 def _judge_failover(o: Outcome, fleet: Fleet) -> list[Verdict]:

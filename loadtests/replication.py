@@ -23,19 +23,11 @@ from pathlib import Path
 
 from loadtests import analysis, runner
 from loadtests.__main__ import arguments, build_plan
-from loadtests.drills import DrillError, _make
+from loadtests.drills import set_replication
 from loadtests.fleet import ROOT, Fleet
 
 MODES = {"async": 0, "sync": 1}
 POST = "page POST"
-
-
-def set_mode(fleet: Fleet, sync: int) -> str:
-    """make replication SYNC=sync; returns what the primary then applies."""
-    run = _make("replication", f"ENV={fleet.env}", f"SYNC={sync}")
-    if run.returncode:
-        raise DrillError(f"make replication SYNC={sync} failed:\n{run.stdout[-3000:]}")
-    return fleet.sql(fleet.hosts("db_primary")[0], "SHOW synchronous_standby_names")[0][0]
 
 
 def wal_and_size(fleet: Fleet) -> tuple[int, int]:
@@ -140,14 +132,14 @@ def main(argv=None) -> int:
     try:
         for n in range(1, args.rounds + 1):
             for mode, sync in MODES.items():
-                applied = set_mode(fleet, sync)
+                applied = set_replication(fleet, sync)
                 before = wal_and_size(fleet)
                 run = runner.execute(fleet, the_plan, out / f"{n}-{mode}")
                 figures = measure(run, before, wal_and_size(fleet))
                 rounds.append({"round": n, "mode": mode, "applied": applied, **figures})
                 print(f"replication: round {n} {mode} ({applied!r}): {rounds[-1]}", flush=True)
     finally:
-        set_mode(fleet, fleet.setting("postgresql_synchronous_standbys"))
+        set_replication(fleet, fleet.setting("postgresql_synchronous_standbys"))
     summary = summarise(rounds)
     (out / "replication.json").write_text(json.dumps({"rounds": rounds, **summary}, indent=2))
     (out / "index.md").write_text(page(summary, rounds))
