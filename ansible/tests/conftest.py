@@ -26,7 +26,7 @@ def fleet():
         assert destroyed.returncode == 0, destroyed.output[-3000:]
     for name in ("warm",) if reuse else ("cold", "warm"):
         run = make("provision", f"ENV={ENV}")
-        assert run.returncode == 0, f"{name} provision failed:\n{run.output[-6000:]}"
+        assert run.returncode == 0, f"{name} provision failed:\n{run.report()}"
         fleet.runs[name] = run
     yield fleet
     if os.environ.get("TALLY_KEEP_FLEET") != "1":

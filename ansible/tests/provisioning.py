@@ -34,6 +34,19 @@ class Run:
                 changes.append((task, line[10 : line.index("]")]))
         return changes
 
+    def report(self, chars=6000):
+        """What a failed run's assertion shows: every failed task's header and its error (a
+        provision's end alone is its recap, which names the host but not the task), then the
+        output's end."""
+        failures, task = [], None
+        lines = self.output.splitlines()
+        for number, line in enumerate(lines):
+            if line.startswith("TASK ["):
+                task = line
+            elif line.startswith(("fatal: [", "failed: [")):
+                failures += [task or "", *lines[number : number + 12], ""]
+        return "\n".join([*failures[-200:], "...", self.output[-chars:]])
+
 
 def make(*args, env=None, timeout=3600):
     """Run `make ARGS` at the repository root and return the finished Run."""

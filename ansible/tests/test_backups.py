@@ -155,7 +155,7 @@ def _archive_now(fleet, primary):
 
 def _restore(fleet, target):
     run = make("restore", f"ENV={fleet.env}", f"TARGET={target}")
-    assert run.returncode == 0, run.output[-6000:]
+    assert run.returncode == 0, run.report()
     return json.loads((ROOT / "build" / fleet.env / "restore" / "restore.json").read_text())
 
 
