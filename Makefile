@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 TEST_REPLICA_COUNTS ?= 2 1 0
 E2E_ARGS ?=
 # Scripts a role installs are Python without the .py suffix: named one by one.
-PYTHON_DIRS := app ansible/tests deploy/capacity loadtests ansible/roles/nginx/files/tally-upstream-check
+PYTHON_DIRS := app ansible/tests ansible/plugins deploy/capacity loadtests ansible/roles/nginx/files/tally-upstream-check
 
 # uv comes from PATH, or is bootstrapped into .tools/ with the machine's python3.
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
@@ -18,7 +18,8 @@ RUN := $(UV) run --locked --no-progress
 TEST_PACKAGES := /usr/lib/postgresql/*/bin/pg_basebackup=postgresql redis-server=redis-server \
   /usr/sbin/pgbouncer=pgbouncer memcached=memcached swift-ring-builder=swift \
   swift-proxy-server=swift-proxy swift-account-server=swift-account \
-  swift-container-server=swift-container swift-object-server=swift-object
+  swift-container-server=swift-container swift-object-server=swift-object \
+  ssh=openssh-client
 
 .PHONY: help
 help: ## Show this help

@@ -195,6 +195,12 @@ class Fleet:
     def ca(self) -> Path:
         return ROOT / "build" / self.env / "ca" / "ca.crt"
 
+    @property
+    def ssh_dir(self) -> Path:
+        """The environment's SSH key and known_hosts (tally_ssh_dir), which Ansible logs in with."""
+        scope = {**self.values, "playbook_dir": str(ROOT / "ansible")}
+        return Path(resolve(self.values["tally_ssh_dir"], scope)).resolve()
+
     def container(self, host: str) -> str:
         return f"{self.name}-{host}"
 
