@@ -1086,7 +1086,7 @@ def _new_primary(fleet: Fleet, notes: dict, key: str, target: str, new: str) -> 
     without its provision if notes["_provision"] is False), timed into notes[key_s], its log
     beside the report; the fleet's groups are read again, since the inventory now names
     another primary."""
-    started = time.time()
+    started = notes[f"{key}_at"] = time.time()
     extra = [f"SYNC={notes['_sync']}"] if "_sync" in notes else []
     extra += ["PROVISION=0"] if notes.get("_provision") is False else []
     run = _make(target, f"ENV={fleet.env}", f"NEW={new}", *extra, nice=CONTROLLER_NICE)
@@ -1201,9 +1201,14 @@ def _fail_back(fleet: Fleet, notes: dict) -> None:
 
 def _judge_failover(o: Outcome, fleet: Fleet) -> list[Verdict]:
     crashed = o.notes["crashed_at"]
-    failed_writes = [r.time for r in o.failed_of("POST") if r.time >= crashed]
+    # The failover's window ends where the heal's switch back starts: a write that fails in
+    # that planned switchover is counted apart (switchback_failed_writes), not in the RTO.
+    switched_back = o.notes.get("switchback_at", float("inf"))
+    posts = [r.time for r in o.failed_of("POST") if r.time >= crashed]
+    failed_writes = [t for t in posts if t < switched_back]
     o.notes["rto_s"] = round(max(failed_writes) - crashed, 2) if failed_writes else 0.0
     o.notes["failed_writes"] = len(failed_writes)
+    o.notes["switchback_failed_writes"] = len(posts) - len(failed_writes)
     verdicts = [
         Verdict(
             "the replica that received the most WAL became the primary, then the old one again",
@@ -1223,7 +1228,9 @@ def _judge_failover(o: Outcome, fleet: Fleet) -> list[Verdict]:
         Verdict(
             f"writes work again within {FAILOVER_RTO_S} s of the crash (RTO)",
             f"last failed write {o.notes['rto_s']} s after the crash "
-            f"({len(failed_writes)} failed writes); make failover took {o.notes['failover_s']} s"
+            f"({len(failed_writes)} failed writes; "
+            f"{o.notes['switchback_failed_writes']} more in the switch back after it); "
+            f"make failover took {o.notes['failover_s']} s"
             + ("" if o.notes.get("_provision") is False else " with its provision"),
             bool(failed_writes) and o.notes["rto_s"] <= FAILOVER_RTO_S,
         ),
