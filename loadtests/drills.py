@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -1182,10 +1183,13 @@ def _crash_primary(fleet: Fleet, notes: dict) -> None:
     fleet.exec(old, "systemctl", "kill", "--signal=SIGKILL", unit)
     notes["crashed_at"] = time.time()
     time.sleep(IN_FLIGHT_S)
-    received = {
-        replica: fleet.sql(replica, "SELECT pg_last_wal_receive_lsn()")[0][0]
-        for replica in fleet.hosts("db_replica")
-    }
+    replicas = fleet.hosts("db_replica")
+    # Read side by side: the writes wait for make failover, which waits for these.
+    with ThreadPoolExecutor(len(replicas)) as pool:
+        lsns = pool.map(
+            lambda host: fleet.sql(host, "SELECT pg_last_wal_receive_lsn()")[0][0], replicas
+        )
+        received = dict(zip(replicas, lsns, strict=True))
     notes["received"] = received
     notes["new_primary"] = max(received, key=lambda host: (_lsn(received[host]), host))
     _new_primary(fleet, notes, "failover", "failover", notes["new_primary"])
