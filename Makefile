@@ -195,6 +195,12 @@ failover: venv check-env ## Unplanned: fence the primary, promote replica NEW: m
 	$(PLAYBOOK) ansible/failover.yml -e '{"failover_new": "$(NEW)", "failover_force": $(if $(FORCE),true,false)}'
 	$(AFTER_FAILOVER)
 
+# An old primary that a failover fenced and did not rejoin (ansible/rejoin.yml): pg_rewind.
+OLD ?=
+.PHONY: rejoin
+rejoin: venv check-env ## Rejoin a fenced old primary as a replica (pg_rewind): make rejoin OLD=db1 [ENV=local]
+	$(PLAYBOOK) ansible/rejoin.yml -e '{"rejoin_old": "$(OLD)"}'
+
 # Synchronous replication on or off at once (a reload, no restart): SYNC=0 lets writes go on
 # while the replicas are down; the next provision without SYNC sets the model's value again.
 .PHONY: replication
