@@ -8,6 +8,8 @@ PYTEST_ARGS ?=
 # The replica counts the app suite runs with, one run each.
 TEST_REPLICA_COUNTS ?= 2 1 0
 E2E_ARGS ?=
+# cloud-up and cloud-down against moto: in make test beside the app's suites, not in make e2e.
+CLOUD_TEST := ansible/tests/test_cloud.py
 # Scripts a role installs are Python without the .py suffix: named one by one.
 PYTHON_DIRS := app ansible/tests ansible/plugins deploy/capacity loadtests ansible/roles/nginx/files/tally-upstream-check
 
@@ -19,7 +21,7 @@ TEST_PACKAGES := /usr/lib/postgresql/*/bin/pg_basebackup=postgresql redis-server
   /usr/sbin/pgbouncer=pgbouncer memcached=memcached swift-ring-builder=swift \
   swift-proxy-server=swift-proxy swift-account-server=swift-account \
   swift-container-server=swift-container swift-object-server=swift-object \
-  ssh=openssh-client
+  ssh=openssh-client openssl=openssl
 
 .PHONY: help
 help: ## Show this help
@@ -53,18 +55,27 @@ fmt: venv ## Format the code and apply safe lint fixes
 	$(RUN) ruff check --fix $(PYTHON_DIRS)
 
 .PHONY: test
-test: system-packages lint ## Run every check: lint, the app's tests on real servers, then e2e
+test: system-packages lint ## Run every check: lint, the app's tests on real servers, the cloud check, then e2e
 	$(RUN) coverage erase
-	@# The app suite once per replica count: routing must hold for any number of replicas.
+	@# The app suite once per replica count: routing must hold for any number of replicas. The
+	@# cloud check (mostly waiting on its local AWS API) runs beside it; its report follows.
+	@mkdir -p build
+	$(RUN) pytest $(CLOUD_TEST) -p no:cacheprovider -rA $(PYTEST_ARGS) > build/test-cloud.log 2>&1 & cloud=$$!; \
 	for count in $(TEST_REPLICA_COUNTS); do echo "app tests with $$count replica(s)"; \
-	  TALLY_TEST_REPLICAS=$$count $(RUN) coverage run --append -m pytest app/tests $(PYTEST_ARGS); done
+	  TALLY_TEST_REPLICAS=$$count $(RUN) coverage run --append -m pytest app/tests $(PYTEST_ARGS) \
+	  || { kill $$cloud; exit 1; }; done; \
+	status=0; wait $$cloud || status=$$?; cat build/test-cloud.log; exit $$status
 	$(RUN) coverage report
 	$(RUN) pytest deploy/capacity/tests loadtests/tests $(PYTEST_ARGS)
 	$(MAKE) e2e
 
 .PHONY: e2e
 e2e: venv ## Provision the `test` fleet from nothing, verify it end to end, then remove it
-	$(RUN) pytest ansible/tests -p no:cacheprovider -rA --durations=15 $(E2E_ARGS)
+	$(RUN) pytest ansible/tests --ignore=$(CLOUD_TEST) -p no:cacheprovider -rA --durations=15 $(E2E_ARGS)
+
+.PHONY: test-cloud
+test-cloud: venv ## make cloud-up and cloud-down against a local AWS API (moto on 127.0.0.1)
+	$(RUN) pytest $(CLOUD_TEST) -p no:cacheprovider -rA $(PYTEST_ARGS)
 
 # Provisioning: every environment is a folder deploy/ENV with an inventory and group_vars.
 DEPLOY := deploy/$(ENV)
@@ -216,6 +227,28 @@ restart-db: venv check-env ## Restart PostgreSQL without failing a request: each
 admin-password: venv ## Print the admin password of ENV (from its vault)
 	@ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-vault view --vault-password-file $(VAULT_PASSWORD) \
 	  $(DEPLOY)/group_vars/all/vault.yml | sed -n 's/^vault_admin_password: //p' | tr -d "'"
+
+# PREVIEW_ARGS: more ansible-playbook arguments (-e common_firewall_preview_dir=<folder>).
+PREVIEW_ARGS ?=
+.PHONY: firewall-preview
+firewall-preview: venv ## Write every host's firewall rules to build/ENV/firewall/ without touching a host
+	ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml ansible/firewall-preview.yml \
+	  $(PREVIEW_ARGS)
+
+# A cloud environment's resources (ansible/cloud.yml, roles/cloud): the network, security
+# groups from the firewall's rules, an instance per inventory host, the buckets, the DNS record.
+# cloud-up writes the hosts' addresses beside the inventory; make provision follows.
+# CLOUD_ARGS: more ansible-playbook arguments (--check, -e cloud_image=...).
+CLOUD_ARGS ?=
+CLOUD := ANSIBLE_CONFIG=ansible/ansible.cfg $(RUN) ansible-playbook -i $(DEPLOY)/inventory.yml ansible/cloud.yml
+.PHONY: cloud-up
+cloud-up: venv ## Create (or converge) ENV's AWS resources, then write its hosts' addresses: make cloud-up ENV=<aws env>
+	@[ -s $(DEPLOY)/.ssh/id_ed25519.pub ] || { echo "ENV=$(ENV) has no SSH key: ssh-keygen -t ed25519 -N '' -f $(DEPLOY)/.ssh/id_ed25519" >&2; exit 2; }
+	$(CLOUD) $(CLOUD_ARGS)
+
+.PHONY: cloud-down
+cloud-down: venv ## Remove what cloud-up made for ENV (FORCE=1 deletes a backup bucket that holds backups)
+	$(CLOUD) -e cloud_state=absent $(if $(FORCE),-e cloud_force=true) $(CLOUD_ARGS)
 
 .PHONY: destroy
 destroy: venv ## Remove ENV's local fleet: its containers and network (a cloud ENV is left alone)
