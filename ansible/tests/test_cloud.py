@@ -230,7 +230,7 @@ def test_cloud_up_creates_the_network_in_two_zones(created, client, aws):
 
 
 def test_cloud_up_starts_one_instance_per_host_sized_from_the_capacity_inputs(
-    created, client, example
+    created, client, example, aws
 ):
     folder = example["folder"]
     groups = inventory_hosts(folder)
@@ -249,7 +249,9 @@ def test_cloud_up_starts_one_instance_per_host_sized_from_the_capacity_inputs(
     }
     assert sorted(by_host) == sorted(set(groups["all"]))
     public = {
-        s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["CidrBlock"].endswith("/24")
+        s["SubnetId"]
+        for s in ec2.describe_subnets()["Subnets"]
+        if s["CidrBlock"] in aws["cloud"]["cloud_public_subnets"]
     }
     for host, instance in by_host.items():
         tier = next(t for g, t in defaults["cloud_tiers"].items() if host in groups.get(g, []))
