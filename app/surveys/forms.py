@@ -83,6 +83,24 @@ class PageForm(forms.Form):
         return rendering.page_fields_html(self)
 
 
+# Each page's skeleton (rendering.PageSkeleton), made by the first GET of that page in this
+# process: {id(page): (page, skeleton)}. Holding the page keeps its id from being reused while
+# it is a key; the definition's cache in selectors.py hands every request the same PageDef
+# objects until the survey changes. At most this many pages are kept, then the lot starts over.
+_SKELETONS = {}
+_MAX_SKELETONS = 256
+
+
+def page_inputs_html(page, initial):
+    """What PageForm(page, initial=initial).fields_html() gives, from the page's skeleton."""
+    entry = _SKELETONS.get(id(page))
+    if entry is None or entry[0] is not page:
+        if len(_SKELETONS) >= _MAX_SKELETONS:
+            _SKELETONS.clear()
+        entry = _SKELETONS[id(page)] = (page, rendering.PageSkeleton(PageForm(page)))
+    return entry[1].fill(initial)
+
+
 def initial_from_answers(page, answers):
     """Return form initial data from a taker's saved answers {question_id: Answer}."""
     initial = {}

@@ -32,10 +32,49 @@ def page_fields_html(form):
     The whitespace between the pieces is what page.html had around them when it rendered each
     `{{ field }}` in a template loop, so the page's source is unchanged too.
     """
+    return _fill(_parts(form), lambda name, field: form[name].value())
+
+
+class PageSkeleton:
+    """A page's inputs as an unbound form without errors renders them, with a slot for each
+    value: built once per page, then filled with each taker's saved answers.
+
+    On a GET (no data, no errors) nothing but the values changes from one taker to the next:
+    the attributes Django computes depend on the question, its help text and errors, not on
+    the value (RadioSelect and Textarea always ask for `required` on a required question,
+    CheckboxSelectMultiple never does). Filling the slots gives what page_fields_html() gives
+    for PageForm(page, initial=...), which tests/test_rendering.py checks byte for byte.
+    """
+
+    def __init__(self, form):
+        if form.is_bound or form.initial:
+            raise ValueError("a skeleton is made from an unbound form without initial values")
+        self._parts = _parts(form)
+
+    def fill(self, initial):
+        """The inputs showing `initial` ({field name: value}, as PageForm's initial)."""
+        return _fill(
+            self._parts, lambda name, field: field.prepare_value(initial.get(name, field.initial))
+        )
+
+
+def _parts(form):
+    """The inputs' HTML as strings and (name, field, write) slots, write(value) being a value's
+    HTML. The value is BoundField.value()'s."""
     hidden = form["submission_id"]
-    parts = [_widget_html(hidden), "\n  ", _errors_html(hidden.errors), "\n  "]
-    parts.extend(_fieldset(field) for field in form.visible_fields())
-    return SafeString("".join(parts))
+    parts = [_widget_slot(hidden), "\n  ", _errors_html(hidden.errors), "\n  "]
+    for field in form.visible_fields():
+        parts.extend(_fieldset(field))
+    return parts
+
+
+def _fill(parts, value):
+    """Join `parts`, each slot written with value(name, field)."""
+    return SafeString(
+        "".join(
+            part if part.__class__ is str else part[2](value(part[0], part[1])) for part in parts
+        )
+    )
 
 
 def _fieldset(field):
@@ -50,8 +89,9 @@ def _fieldset(field):
         f"\n    <legend>{_escape_known(field.label)}{required}</legend>"
         f"\n    {help_html}"
         f"\n    {_errors_html(errors)}"
-        f"\n    {_widget_html(field)}"
-        "\n  </fieldset>\n  "
+        "\n    ",
+        _widget_slot(field),
+        "\n  </fieldset>\n  ",
     )
 
 
@@ -64,35 +104,46 @@ def _errors_html(errors):
     return f'<ul class="{conditional_escape(errors.error_class)}"{id_html}>{items}</ul>'
 
 
-def _widget_html(field):
-    """A bound field's widget as `{{ field }}` (BoundField.as_widget) renders it."""
+def _widget_slot(field):
+    """A bound field's widget as `{{ field }}` (BoundField.as_widget) renders it, as a slot:
+    (name, field, write), write(value) giving the HTML for BoundField.value() `value`."""
     widget = field.field.widget
-    # The attributes and the value as_widget hands to widget.render(), which lays the
-    # attributes over the widget's own (Widget.build_attrs) and shows the value through
-    # format_value().
+    # The attributes as_widget hands to widget.render(), which lays them over the widget's own
+    # (Widget.build_attrs) and shows the value through format_value().
     attrs = field.build_widget_attrs({}, widget)
     if field.auto_id and "id" not in widget.attrs:
         attrs.setdefault("id", field.auto_id)
     attrs = {**widget.attrs, **attrs}
-    value = widget.format_value(field.value())
     name = _escape_known(field.html_name)
     if isinstance(widget, RadioSelect):  # CheckboxSelectMultiple too: it is a RadioSelect
-        return _choices_html(widget, name, value, attrs)
+        write = _choices_writer(widget, name, attrs)
     # The values below are what the taker sent or saved: escaped afresh, never remembered.
-    if isinstance(widget, Textarea):
-        text = conditional_escape(value) if value else ""  # format_value() gives None for ""
-        return f'<textarea name="{name}"{_attrs_html(attrs)}>\n{text}</textarea>'
-    if isinstance(widget, HiddenInput):
-        value_html = "" if value is None else f' value="{conditional_escape(value)}"'
-        return f'<input type="hidden" name="{name}"{value_html}{_attrs_html(attrs)}>'
-    # A new kind of question needs its markup here, and its cases in tests/test_rendering.py.
-    raise TypeError(f"no HTML for a {type(widget).__name__}")
+    elif isinstance(widget, Textarea):
+        start = f'<textarea name="{name}"{_attrs_html(attrs)}>\n'
+
+        def write(value):
+            text = widget.format_value(value)  # None for "" and None
+            return f"{start}{conditional_escape(text) if text else ''}</textarea>"
+
+    elif isinstance(widget, HiddenInput):
+        attrs_html = _attrs_html(attrs)
+
+        def write(value):
+            value = widget.format_value(value)
+            value_html = "" if value is None else f' value="{conditional_escape(value)}"'
+            return f'<input type="hidden" name="{name}"{value_html}{attrs_html}>'
+
+    else:
+        # A new kind of question needs its markup here, and its cases in tests/test_rendering.py.
+        raise TypeError(f"no HTML for a {type(widget).__name__}")
+    return (field.name, field.field, write)
 
 
-def _choices_html(widget, name, selected, attrs):
+def _choices_writer(widget, name, attrs):
     """RadioSelect / CheckboxSelectMultiple: a <div> of labelled inputs, one per choice.
 
-    `selected` is format_value()'s list of strings; as in ChoiceWidget.optgroups(), a radio
+    Each option's HTML is made here, once, in two halves around where ` checked` goes. The
+    writer's value is format_value()'s list of strings; as in ChoiceWidget.optgroups(), a radio
     button is checked only for the first choice that matches. Choices are flat (no groups):
     PageForm builds them from a question's choices or the 1-5 scale.
     """
@@ -109,28 +160,41 @@ def _choices_html(widget, name, selected, attrs):
     else:  # no id, or an empty one, which ChoiceWidget.id_for_label() leaves as it is
         before, after = _attrs_html(attrs), ""
     start = f'<input type="{widget.input_type}" name="{name}" value="'
-    multiple = widget.allow_multiple_selected
-    options = []
-    has_selected = False
+    options = []  # (the value as format_value() shows it, HTML before ` checked`, after it)
     for index, (choice_value, label) in enumerate(widget.choices):
         if choice_value is None:
             choice_value = ""
-        checked = (not has_selected or multiple) and str(choice_value) in selected
-        has_selected |= checked
         if field_id:
             label_tag, id_html = f'<label for="{id_base}_{index}">', f' id="{id_base}_{index}"'
         else:
             label_tag, id_html = "<label>", ""
         # The newlines are the ones Django's option templates leave: each file ends in one.
         options.append(
-            f'<div>\n    {label_tag}{start}{_escape_known(choice_value)}"'
-            f"{before}{id_html}{after}{' checked' if checked else ''}>"
-            f"\n {_escape_known(label)}</label>\n\n</div>"
+            (
+                str(choice_value),
+                f'<div>\n    {label_tag}{start}{_escape_known(choice_value)}"'
+                f"{before}{id_html}{after}",
+                f">\n {_escape_known(label)}</label>\n\n</div>",
+            )
         )
     id_html = f' id="{id_base}"' if field_id else ""
     css = attrs.get("class")
     class_html = f' class="{_escape_known(css)}"' if css else ""
-    return f"<div{id_html}{class_html}>{''.join(options)}\n</div>"
+    opening, closing = f"<div{id_html}{class_html}>", "\n</div>"
+    multiple = widget.allow_multiple_selected
+
+    def write(value):
+        selected = widget.format_value(value)
+        html = [opening]
+        has_selected = False
+        for shown, head, tail in options:
+            checked = (not has_selected or multiple) and shown in selected
+            has_selected |= checked
+            html.append(f"{head} checked{tail}" if checked else f"{head}{tail}")
+        html.append(closing)
+        return "".join(html)
+
+    return write
 
 
 def _attrs_html(attrs):

@@ -1,6 +1,8 @@
 """Reads: survey definitions (cache, then primary), a taker's answers, and survey results."""
 
+import pickle
 import time
+from collections import namedtuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -11,12 +13,16 @@ from routing import PRIMARY
 from surveys.definitions import ChoiceDef, PageDef, QuestionDef, SurveyDef
 from surveys.models import Answer, Choice, Page, Question, Response, Survey
 
-_DEFINITION_KEY = "survey-definition:v1:{slug}"
+# v2: the definition is cached as its pickle (bytes), so that a process can tell an unchanged
+# definition without unpickling it.
+_DEFINITION_KEY = "survey-definition:v2:{slug}"
 _RESULTS_KEY = "survey-results:v2:{survey_id}"
 _OPEN_SURVEYS_KEY = "open-surveys:v1"
-# Cached in place of a definition for a slug that does not exist, so that requests for unknown
-# surveys do not reach the database every time.
-_MISSING = "missing"
+# This process's copy of each definition it served last: {slug: (its pickle, the SurveyDef)}.
+# Every page view of a survey reads the same definition; unpickling it again each time was a
+# tenth of a page GET's CPU (app/README.md). At most this many slugs, then the lot starts over.
+_UNPICKLED = {}
+_MAX_UNPICKLED = 1024
 
 
 def definition_cache_key(slug):
@@ -29,14 +35,50 @@ def survey_definition(slug):
     A miss is rebuilt from the primary: a replica may not have replayed the author's last change
     yet, and what is cached stays for an hour. Misses are rare (an author's change refreshes the
     entry), so the four reads cost the primary little. `add`, not `set`: a refresh that ran
-    while this miss was being built has the newer definition and is not overwritten.
+    while this miss was being built has the newer definition and is not overwritten. An unknown
+    slug is cached too (the pickle of None), so that it does not reach the database every time.
+
+    The cache hands back the pickle, and the SurveyDef this process made from the same bytes
+    last time is used again: the same objects for every request until the survey changes, so
+    what is made from a page once (forms.page_inputs_html) can be kept.
     """
     key = definition_cache_key(slug)
-    cached = cache.get(key)
-    if cached is None:
-        cached = survey_definition_build(slug, using=PRIMARY) or _MISSING
-        cache.add(key, cached, settings.TALLY_DEFINITION_CACHE_SECONDS)
-    return None if cached == _MISSING else cached
+    pickled = cache.get(key)
+    if pickled is None:
+        pickled = _pickle(survey_definition_build(slug, using=PRIMARY))
+        cache.add(key, pickled, settings.TALLY_DEFINITION_CACHE_SECONDS)
+    last = _UNPICKLED.get(slug)
+    if last is not None and last[0] == pickled:
+        return last[1]
+    definition = _unpickle(pickled)
+    if len(_UNPICKLED) >= _MAX_UNPICKLED:
+        _UNPICKLED.clear()
+    _UNPICKLED[slug] = (pickled, definition)
+    return definition
+
+
+def survey_definition_store(slug, definition):
+    """Put `definition` (None: the survey is gone) in the cache in place of what it holds."""
+    key = definition_cache_key(slug)
+    if definition is None:
+        cache.delete(key)
+    else:
+        cache.set(key, _pickle(definition), settings.TALLY_DEFINITION_CACHE_SECONDS)
+
+
+def cached_definition(slug):
+    """The SurveyDef the cache holds for `slug` now (None: none or unknown), without building."""
+    pickled = cache.get(definition_cache_key(slug))
+    return None if pickled is None else _unpickle(pickled)
+
+
+def _pickle(definition):
+    return pickle.dumps(definition, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpickle(pickled):
+    # What the cache holds was written by this app (django-redis unpickles every value anyway).
+    return pickle.loads(pickled)  # noqa: S301
 
 
 def survey_definition_build(slug, *, using=None):
@@ -107,12 +149,25 @@ def response_by_token(token):
     return found
 
 
+# A saved answer as a page GET shows it: the columns of an Answer that initial_from_answers reads.
+SavedAnswer = namedtuple("SavedAnswer", "question_id choice_ids scale_value text_value")
+_ANSWERS_SQL = """
+SELECT question_id, choice_ids, scale_value, text_value
+  FROM surveys_answer
+ WHERE response_id = %s AND question_id = ANY(%s)
+"""
+
+
 def response_answers(response_id, question_ids):
-    """Return {question_id: Answer} for one taker's answers to the given questions (1 query)."""
-    answers = Answer.objects.filter(response_id=response_id, question_id__in=question_ids).only(
-        "question_id", "choice_ids", "scale_value", "text_value"
-    )
-    return {answer.question_id: answer for answer in answers}
+    """Return {question_id: SavedAnswer} for one taker's answers to the given questions.
+
+    One fixed statement, on the database the router picks for reading an Answer: building it
+    through the ORM (a queryset, its SQL, a model instance per row) cost more CPU than the
+    query takes, on every page GET.
+    """
+    with connections[router.db_for_read(Answer)].cursor() as cursor:
+        cursor.execute(_ANSWERS_SQL, [response_id, list(question_ids)])
+        return {row[0]: SavedAnswer(*row) for row in cursor.fetchall()}
 
 
 _CHOICE_COUNTS_SQL = """

@@ -2,8 +2,6 @@
 
 import enum
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -13,7 +11,7 @@ from psycopg.errors import ForeignKeyViolation
 from routing import PRIMARY
 from surveys.definitions import QuestionDef
 from surveys.models import Answer, Question, Response, new_resume_token
-from surveys.selectors import definition_cache_key, survey_definition_build
+from surveys.selectors import survey_definition_build, survey_definition_store
 
 
 class Outcome(enum.Enum):
@@ -110,11 +108,7 @@ def response_complete(*, response_id, page_count):
 def survey_definition_refresh(*, slug):
     """Rebuild a survey's cached definition from the primary after an author changed it."""
     definition = survey_definition_build(slug, using=PRIMARY)
-    key = definition_cache_key(slug)
-    if definition is None:
-        cache.delete(key)
-    else:
-        cache.set(key, definition, settings.TALLY_DEFINITION_CACHE_SECONDS)
+    survey_definition_store(slug, definition)
     return definition
 
 

@@ -7,11 +7,18 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
+from django.utils.functional import SimpleLazyObject
 from django.views.decorators.http import require_GET, require_http_methods
 
 from routing.state import reads_from_replica
 from surveys import selectors, services, takers
-from surveys.forms import PageForm, StartForm, initial_from_answers, reject_unknown_ids
+from surveys.forms import (
+    PageForm,
+    StartForm,
+    initial_from_answers,
+    page_inputs_html,
+    reject_unknown_ids,
+)
 from surveys.models import Answer, Choice, Page, Question, Response, Survey
 from surveys.services import Outcome
 
@@ -156,15 +163,22 @@ def survey_page(request, slug, token, position):
             if position < definition.page_count:
                 return redirect("surveys:page", slug, token, position + 1)
             return redirect("surveys:review", slug, token)
-        status = 400
+        # Sent with errors: the page as sent, with the form's messages.
+        status, inputs, invalid = 400, form.fields_html(), True
     else:
         answers = selectors.response_answers(taker.response_id, page.question_ids)
-        form = PageForm(page, initial=initial_from_answers(page, answers))
-        status = 200
+        initial = initial_from_answers(page, answers)
+        # The page's inputs from its skeleton, filled with the saved answers: what the form
+        # would render, at a fraction of the cost. The form itself is made only if a
+        # template asks for it (the app's do not on a GET).
+        form = SimpleLazyObject(lambda: PageForm(page, initial=initial))
+        status, inputs, invalid = 200, page_inputs_html(page, initial), False
     context = {
         "survey": definition,
         "page": page,
         "form": form,
+        "inputs": inputs,
+        "invalid": invalid,
         "token": token,
         "previous": position - 1 if position > 1 else None,
     }

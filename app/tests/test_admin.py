@@ -1,6 +1,5 @@
 """Authoring in the admin: every change reaches the cached definition, and only once committed."""
 
-from django.core.cache import cache
 from django.db import transaction
 
 from routing import PRIMARY
@@ -10,7 +9,7 @@ from tests.helpers import admin_question_form, csrf_token, seeded_survey
 
 
 def _cached_question_ids(slug="climate"):
-    return {q.id for q in cache.get(selectors.definition_cache_key(slug)).questions()}
+    return {q.id for q in selectors.cached_definition(slug).questions()}
 
 
 def test_a_bulk_delete_in_the_admin_refreshes_the_cached_definition(author, replication):
@@ -38,13 +37,13 @@ def test_an_admin_change_reaches_the_cache_only_once_committed(author, replicati
     with transaction.atomic(using=PRIMARY):
         assert author.post(url, data).status_code == 302
         transaction.set_rollback(True, using=PRIMARY)
-    cached = cache.get(selectors.definition_cache_key("climate"))
+    cached = selectors.cached_definition("climate")
     assert cached.page(1).questions[0].text == question.text
 
     url, data = admin_question_form(author, question, "Rewritten and committed?")
     with transaction.atomic(using=PRIMARY):
         assert author.post(url, data).status_code == 302
-        cached = cache.get(selectors.definition_cache_key("climate"))
+        cached = selectors.cached_definition("climate")
         assert cached.page(1).questions[0].text == question.text, "refreshed before the commit"
-    cached = cache.get(selectors.definition_cache_key("climate"))
+    cached = selectors.cached_definition("climate")
     assert cached.page(1).questions[0].text == "Rewritten and committed?"

@@ -8,6 +8,7 @@ and with labels that need escaping. Then a budget of Python function calls for o
 keeps the cost from creeping back.
 """
 
+import dataclasses
 import itertools
 import re
 import sys
@@ -23,13 +24,14 @@ from django.test import override_settings
 
 import surveys
 from surveys.definitions import ChoiceDef, PageDef, QuestionDef, SurveyDef
-from surveys.forms import PageForm, initial_from_answers
+from surveys.forms import PageForm, initial_from_answers, page_inputs_html
 from surveys.models import Answer, Question
+from surveys.rendering import PageSkeleton
 from tests.helpers import csrf_token, post_page, seeded_survey, start, valid_answers
 
 PAGE_HTML = Path(surveys.__file__).parent / "templates" / "surveys" / "page.html"
 # What stands for the inputs in page.html now.
-_FIELDS_HTML = re.compile(r"\{\{ form\.fields_html \}\}(\{#.*?#\})?")
+_FIELDS_HTML = re.compile(r"\{\{ inputs \}\}(\{#.*?#\})?")
 # ... and what page.html had in its place: Django's widget and error templates, through
 # BoundField. Kept here only, as the reference the renderer is held to.
 DJANGO_WIDGETS = """{{ form.submission_id }}
@@ -47,7 +49,7 @@ DJANGO_WIDGETS = """{{ form.submission_id }}
 def django_widgets_page():
     """page.html's source with its inputs rendered by Django's widgets again."""
     source = PAGE_HTML.read_text()
-    assert len(_FIELDS_HTML.findall(source)) == 1, "page.html no longer has {{ form.fields_html }}"
+    assert len(_FIELDS_HTML.findall(source)) == 1, "page.html no longer has {{ inputs }}"
     return _FIELDS_HTML.sub(lambda _: DJANGO_WIDGETS, source)
 
 
@@ -269,7 +271,11 @@ def render_both(make_form):
     ):
         form = make_form()
         form.is_valid()  # nothing for an unbound form
-        context = {"survey": SURVEY, "page": PAGE, "form": form, "token": TOKEN, "previous": None}
+        context = {
+            **{"survey": SURVEY, "page": PAGE, "token": TOKEN, "previous": None},
+            # As the view gives them: the form, its inputs' HTML, and whether it has errors.
+            **{"form": form, "inputs": form.fields_html(), "invalid": bool(form.errors)},
+        }
         pages.append(template.render(context))
     return tuple(pages)
 
@@ -285,6 +291,31 @@ def test_a_page_renders_byte_for_byte_as_djangos_widgets_render_it(state):
         assert new.count(text) == count, text
     assert NEEDS_ESCAPING not in new
     assert "&lt;b&gt;Fish&lt;/b&gt; &amp; &quot;chips&quot; &#x27;n&#x27; peas" in new
+
+
+@pytest.mark.parametrize("state", ["blank", "prefilled", "half prefilled"])
+def test_a_page_skeleton_filled_with_saved_answers_is_what_the_form_renders(state):
+    form = STATES[state][0]()
+    assert page_inputs_html(PAGE, form.initial) == form.fields_html()
+    # Filled again, the kept skeleton gives the same for the same answers.
+    assert page_inputs_html(PAGE, form.initial) == form.fields_html()
+
+
+def test_a_changed_page_gets_a_skeleton_of_its_own():
+    original = page_inputs_html(PAGE, {})
+    question = dataclasses.replace(PAGE.questions[0], text="Reworded & new?")
+    changed = dataclasses.replace(PAGE, questions=(question, *PAGE.questions[1:]))
+    html = page_inputs_html(changed, {})
+    assert html == PageForm(changed).fields_html() != original
+    assert "Reworded &amp; new?" in html
+    assert page_inputs_html(PAGE, {}) == original
+
+
+def test_a_skeleton_is_made_from_a_form_without_values_only():
+    with pytest.raises(ValueError, match="unbound form without initial values"):
+        PageSkeleton(PageForm(PAGE, initial={"q1": 1}))
+    with pytest.raises(ValueError, match="unbound form without initial values"):
+        PageSkeleton(PageForm(PAGE, _valid_post()))
 
 
 def test_a_widget_without_a_renderer_is_refused_not_left_out():
@@ -334,11 +365,14 @@ def test_the_demo_survey_renders_through_the_view_as_with_djangos_widgets(client
 # environment (which instruments template rendering), the fewest of three GETs:
 #   31,350 calls with page.html rendering {{ field }} through Django's widget templates (235
 #          templates; the commit before surveys/rendering.py);
-#    3,910 calls with surveys/rendering.py (3,902 to 3,914 with 0 to 2 replicas).
-# The budget leaves 28% for Django upgrades and small changes; widget templates cost about
+#    3,910 calls with surveys/rendering.py writing the inputs from a PageForm on every GET;
+#    1,936 calls (1,936 to 1,947 with 0 to 2 replicas) with the page's skeleton kept per
+#          process and filled with the saved answers, the definition unpickled once per
+#          change, and the answers read with one fixed statement instead of a queryset.
+# The budget leaves 29% for Django upgrades and small changes; widget templates cost about
 # 2,700 calls per question of this page ((31,350 - 3,910) / 10), so one question rendered
-# through them again breaks it.
-PAGE_GET_CALL_BUDGET = 5_000
+# through them again breaks it, and so does building the PageForm on every GET again.
+PAGE_GET_CALL_BUDGET = 2_500
 
 
 def test_a_page_get_stays_within_its_budget_of_python_calls(client, replication):

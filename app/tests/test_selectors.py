@@ -5,7 +5,7 @@ from django.core.cache import cache
 
 from routing.replicas import pool
 from surveys import selectors
-from tests.helpers import seeded_survey, start
+from tests.helpers import queries_by_alias, seeded_survey, start
 
 
 @pytest.mark.replicas(1)  # without replicas every read is on the primary anyway
@@ -41,3 +41,30 @@ def test_page_positions_become_ordinals_whatever_numbers_the_author_used(replica
     definition = selectors.survey_definition("climate")
     assert [page.position for page in definition.pages] == [1, 2, 3]
     assert definition.page(2).title == Page.objects.get(position=20).title
+
+
+def test_a_process_unpickles_a_definition_once_until_the_survey_changes(replication):
+    from surveys import services
+
+    definition = seeded_survey(replication)
+    # The same objects for every request while the cached definition is the same...
+    assert selectors.survey_definition("climate") is selectors.survey_definition("climate")
+    assert selectors.survey_definition("climate") == definition
+    question = definition.page(1).questions[0]
+    with replication.connect(replication.primary) as conn:
+        conn.execute("UPDATE surveys_question SET text = 'Reworded?' WHERE id = %s", [question.id])
+    # ... and the new definition as soon as the cache has it (an author's change refreshes it).
+    services.survey_definition_refresh(slug="climate")
+    changed = selectors.survey_definition("climate")
+    assert changed is not definition
+    assert changed.page(1).questions[0].text == "Reworded?"
+    assert selectors.cached_definition("climate") == changed
+
+
+def test_an_unknown_survey_is_remembered_as_unknown_without_asking_again(replication):
+    with queries_by_alias() as queries:
+        assert selectors.survey_definition("no-such-survey") is None
+    assert sum(map(len, queries.values())) == 1  # the survey's row, not found
+    with queries_by_alias() as queries:
+        assert selectors.survey_definition("no-such-survey") is None
+    assert sum(map(len, queries.values())) == 0
