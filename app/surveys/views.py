@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 from django.utils.functional import SimpleLazyObject
@@ -225,7 +226,9 @@ def survey_results(request, slug):
     definition = _definition_or_404(slug)
     context = {"survey": definition, "refresh_seconds": settings.TALLY_RESULTS_CACHE_SECONDS}
     try:
-        context["results"] = selectors.survey_results(definition)
+        context["counts"] = _results_counts_html(
+            definition.id, selectors.survey_results(definition)
+        )
     except selectors.ResultsBusy:
         # Another request is counting them and outlasted the wait. Not a 503: nginx counts a
         # web host's 503s against it (max_fails), and this one says nothing about the host.
@@ -234,3 +237,23 @@ def survey_results(request, slug):
         response["Cache-Control"] = "no-store"
         return response
     return render(request, "surveys/results.html", context)
+
+
+# This process's rendering of each survey's counts: {survey id: (the results, their HTML)}. The
+# results change once per rebuild (TALLY_RESULTS_CACHE_SECONDS), and rendering a survey's
+# counts (a section per question, a bar per choice) was most of a warm results page's CPU, so
+# each process renders them once per rebuild. At most this many surveys, then the lot starts
+# over.
+_RESULTS_HTML = {}
+_MAX_RESULTS_HTML = 1024
+
+
+def _results_counts_html(survey_id, results):
+    last = _RESULTS_HTML.get(survey_id)
+    if last is not None and last[0] == results:
+        return last[1]
+    html = render_to_string("surveys/results_counts.html", {"results": results})
+    if len(_RESULTS_HTML) >= _MAX_RESULTS_HTML:
+        _RESULTS_HTML.clear()
+    _RESULTS_HTML[survey_id] = (results, html)
+    return html

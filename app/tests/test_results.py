@@ -137,3 +137,29 @@ def test_a_client_who_just_wrote_still_reads_results_from_a_replica(client, repl
     assert "1 started" in body
     # Each choice's count is drawn as a bar: a <meter> out of the question's answers.
     assert '<meter min="0" max="1" value="1">1 of 1</meter>' in body
+
+
+def test_a_process_renders_a_surveys_counts_once_per_rebuild(client, replication):
+    definition = seeded_survey(replication, pages=1, questions_per_page=4)
+    start(client)
+    replication.wait_for_replay()
+
+    def templates():
+        response = client.get("/s/climate/results/")
+        assert response.status_code == 200
+        return [template.name for template in response.templates], response.content.decode()
+
+    counted = ["surveys/results_counts.html", "surveys/results.html", "base.html"]
+    names, first = templates()
+    assert names == counted  # the first view renders the counts...
+    names, again = templates()
+    assert names == ["surveys/results.html", "base.html"]  # ... later ones reuse them
+    assert again == first
+    assert "1 started, 0 completed" in again
+    # A rebuild with other counts is rendered afresh.
+    start(client)
+    replication.wait_for_replay()
+    cache.delete(_key(definition))
+    names, body = templates()
+    assert names == counted
+    assert "2 started, 0 completed" in body
