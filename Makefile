@@ -94,6 +94,8 @@ WHEEL_PYTHON ?= 3.13
 WHEEL_ARCH ?= $(shell uname -m)
 WHEEL_PLATFORMS ?= manylinux_2_28_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 PIP_VERSION ?= 25.3
+# What scripts/build-release and scripts/download-wheels read.
+WHEEL_ENV = UV=$(UV) WHEEL_PYTHON=$(WHEEL_PYTHON) WHEEL_PLATFORMS="$(WHEEL_PLATFORMS)" PIP_VERSION=$(PIP_VERSION)
 
 .PHONY: check-env
 check-env:
@@ -112,8 +114,7 @@ check-env:
 REF ?=
 .PHONY: wheels
 wheels: venv ## Build the release: the app's wheel and its locked dependencies' wheels (REF=<git ref>)
-	UV=$(UV) WHEEL_PYTHON=$(WHEEL_PYTHON) WHEEL_PLATFORMS="$(WHEEL_PLATFORMS)" PIP_VERSION=$(PIP_VERSION) \
-	  scripts/build-release $(REF)
+	$(WHEEL_ENV) scripts/build-release $(REF)
 
 # The capacity model (deploy/capacity, a package in the venv): every sizing value the roles use,
 # from each environment's capacity.yml, calibration.yml and inventory.
@@ -154,6 +155,21 @@ drill: venv ## Run one failure drill under the target load: make drill NAME=web-
 .PHONY: drills
 drills: venv ## Run every failure drill, one after another; report in build/ENV/drills/
 	$(LOADTESTS).drills $(ENV) $(DRILL_ARGS)
+
+.PHONY: profile
+profile: venv check-env ## Sample the first web host's workers with py-spy under the target load: build/ENV/profile/
+	$(LOADTESTS).profile $(ENV) $(PROFILE_ARGS)
+
+# What make profile runs while the load does (ansible/profile.yml): py-spy from uv.lock's profile
+# group, fetched here for the hosts' platform like the release's wheels.
+PROFILE_OUT ?=
+PROFILE_SECONDS ?= 30
+PROFILE_RATE ?= 100
+.PHONY: profile-record
+profile-record: venv check-env
+	@[ -n "$(PROFILE_OUT)" ] || { echo "PROFILE_OUT must name the folder for the samples." >&2; exit 2; }
+	$(WHEEL_ENV) $(PLAYBOOK) ansible/profile.yml \
+	  -e '{"profile_out": "$(PROFILE_OUT)", "profile_seconds": $(PROFILE_SECONDS), "profile_rate": $(PROFILE_RATE)}'
 
 .PHONY: calibrate
 calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/calibration.yml
