@@ -72,7 +72,7 @@ def _fill(parts, value):
     """Join `parts`, each slot written with value(name, field)."""
     return SafeString(
         "".join(
-            part if part.__class__ is str else part[2](value(part[0], part[1])) for part in parts
+            part if isinstance(part, str) else part[2](value(part[0], part[1])) for part in parts
         )
     )
 
