@@ -95,7 +95,7 @@ WHEEL_ARCH ?= $(shell uname -m)
 WHEEL_PLATFORMS ?= manylinux_2_28_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 PIP_VERSION ?= 25.3
 # What scripts/build-release and scripts/download-wheels read.
-WHEEL_ENV = UV=$(UV) WHEEL_PYTHON=$(WHEEL_PYTHON) WHEEL_PLATFORMS="$(WHEEL_PLATFORMS)" PIP_VERSION=$(PIP_VERSION)
+WHEEL_ENV = UV=$(abspath $(UV)) WHEEL_PYTHON=$(WHEEL_PYTHON) WHEEL_PLATFORMS="$(WHEEL_PLATFORMS)" PIP_VERSION=$(PIP_VERSION)
 
 .PHONY: check-env
 check-env:
@@ -162,14 +162,17 @@ profile: venv check-env ## Sample the first web host's workers with py-spy under
 
 # What make profile runs while the load does (ansible/profile.yml): py-spy from uv.lock's profile
 # group, fetched here for the hosts' platform like the release's wheels.
+# PROFILE_TAGS: install, sample, or both (empty); PROFILE_HOST: a web host (default: the first).
 PROFILE_OUT ?=
 PROFILE_SECONDS ?= 30
 PROFILE_RATE ?= 100
+PROFILE_TAGS ?=
+PROFILE_HOST ?=
 .PHONY: profile-record
 profile-record: venv check-env
-	@[ -n "$(PROFILE_OUT)" ] || { echo "PROFILE_OUT must name the folder for the samples." >&2; exit 2; }
-	$(WHEEL_ENV) $(PLAYBOOK) ansible/profile.yml \
-	  -e '{"profile_out": "$(PROFILE_OUT)", "profile_seconds": $(PROFILE_SECONDS), "profile_rate": $(PROFILE_RATE)}'
+	$(WHEEL_ENV) $(PLAYBOOK) ansible/profile.yml $(if $(PROFILE_TAGS),--tags $(PROFILE_TAGS)) \
+	  $(if $(PROFILE_HOST),-e profile_host=$(PROFILE_HOST)) $(if $(PROFILE_OUT),-e profile_out=$(PROFILE_OUT)) \
+	  -e '{"profile_seconds": $(PROFILE_SECONDS), "profile_rate": $(PROFILE_RATE)}'
 
 .PHONY: calibrate
 calibrate: venv ## Measure the service times on ENV's fleet into deploy/ENV/calibration.yml

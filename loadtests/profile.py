@@ -44,11 +44,14 @@ LAYERS = (
     ("ORM", ("django/db/",)),
     ("Redis", ("redis/", "django_redis/")),
     ("sessions", ("django/contrib/sessions/", "django/core/signing.py")),
-    ("read router", ("routing/",)),
+    ("read router", ("routing/router.py", "routing/replicas.py", "routing/lsn.py", "routing/mid")),
     ("URLs", ("django/urls/",)),
     ("middleware", ("django/middleware/", "tally/middleware.py", "tally/release.py")),
     ("Django's handler", ("django/core/handlers/", "django/http/")),
     ("gunicorn", ("gunicorn/",)),
+    # The app's own code (views, selectors, services...) and what it calls in the standard
+    # library: after the libraries above, which a stack reaches through it.
+    ("the app", ("surveys/", "tally/")),
 )
 
 
@@ -77,7 +80,7 @@ def layer(stack: list[tuple[str, str]]) -> str:
         for name, marks in LAYERS:
             if any(mark in file for mark in marks):
                 return name
-    return "other (the app, the standard library)"
+    return "other (the standard library, outside the app)"
 
 
 def parse(text: str) -> Counter:
@@ -112,7 +115,7 @@ def page(summary: dict, meta: dict) -> str:
     lines = [
         "# Where the web tier's CPU goes",
         "",
-        f"{meta['host']}, {meta['seconds']:g} s at {meta['rate']} samples/s per process under the"
+        f"{meta['host']}, {meta['seconds']} s at {meta['rate']} samples/s per process under the"
         f" target load ({meta['shape']}); {total:,} busy samples.",
         "",
         "| endpoint | share of busy samples |",
@@ -133,7 +136,7 @@ def page(summary: dict, meta: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.profile", description=__doc__)
     p.add_argument("env")
-    p.add_argument("--seconds", type=float, default=30, help="how long to sample (default 30)")
+    p.add_argument("--seconds", type=int, default=30, help="how long to sample (default 30)")
     p.add_argument("--rate", type=int, default=100, help="samples/s per process (default 100)")
     p.add_argument("--warmup", type=float, default=15, help="load before sampling (default 15)")
     p.add_argument("--out", type=Path)
@@ -154,28 +157,28 @@ def main(argv=None) -> int:
         except BaseException as error:  # SystemExit too: reported below, after the sampling
             load_failed.append(error)
 
+    def record(step: str, **settings) -> subprocess.CompletedProcess:
+        """`make profile-record` of one step (ansible/profile.yml's tag), logged into `out`."""
+        variables = {"tags": step, "host": host, "out": out.resolve(), **settings}
+        done = subprocess.run(
+            ["make", "--no-print-directory", "profile-record", f"ENV={args.env}"]
+            + [f"PROFILE_{key.upper()}={value}" for key, value in variables.items()],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        (out / f"profile-{step}.log").write_text(done.stdout + done.stderr)
+        if done.returncode:
+            p.exit(1, f"make profile-record ({step}) failed; its log: {out}/profile-{step}.log\n")
+        return done
+
+    record("install")  # before the load, so that sampling starts when the load is steady
     thread = threading.Thread(target=load, name="load")
     thread.start()
     time.sleep(runner.IDLE_S + args.warmup)
-    record = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "profile-record",
-            f"ENV={args.env}",
-            f"PROFILE_OUT={out.resolve()}",
-            f"PROFILE_SECONDS={args.seconds:g}",
-            f"PROFILE_RATE={args.rate}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    (out / "profile-record.log").write_text(record.stdout + record.stderr)
+    record("sample", seconds=args.seconds, rate=args.rate)
     thread.join()
-    if record.returncode:
-        p.exit(1, f"make profile-record failed; its log: {out / 'profile-record.log'}\n")
     if load_failed:
         p.exit(1, f"the load test failed: {load_failed[0]!r}\n")
     summary = summarise(parse((out / f"{host}.txt").read_text()))

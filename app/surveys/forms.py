@@ -6,7 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.http import Http404
 
-from surveys import rendering
+from surveys import memo, rendering
 from surveys.models import Question
 
 TEXT_MAX_LENGTH = 2000
@@ -85,19 +85,17 @@ class PageForm(forms.Form):
 
 # Each page's skeleton (rendering.PageSkeleton), made by the first GET of that page in this
 # process: {id(page): (page, skeleton)}. Holding the page keeps its id from being reused while
-# it is a key; the definition's cache in selectors.py hands every request the same PageDef
-# objects until the survey changes. At most this many pages are kept, then the lot starts over.
-_SKELETONS = {}
-_MAX_SKELETONS = 256
+# it is a key; the definition's memo in selectors.py hands every request the same PageDef
+# objects until the survey changes, and then the new pages get skeletons of their own.
+_SKELETONS = memo.Recent(1024)
 
 
 def page_inputs_html(page, initial):
     """What PageForm(page, initial=initial).fields_html() gives, from the page's skeleton."""
     entry = _SKELETONS.get(id(page))
     if entry is None or entry[0] is not page:
-        if len(_SKELETONS) >= _MAX_SKELETONS:
-            _SKELETONS.clear()
-        entry = _SKELETONS[id(page)] = (page, rendering.PageSkeleton(PageForm(page)))
+        entry = (page, rendering.PageSkeleton(PageForm(page)))
+        _SKELETONS.put(id(page), entry)
     return entry[1].fill(initial)
 
 

@@ -1,6 +1,5 @@
 """Reads: survey definitions (cache, then primary), a taker's answers, and survey results."""
 
-import pickle
 import time
 from collections import namedtuple
 
@@ -8,21 +7,24 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, router
 from django.db.models import Avg, Count, Prefetch, Q
+from django_redis.client import DefaultClient
+from redis.exceptions import RedisError
 
 from routing import PRIMARY
+from surveys import memo
 from surveys.definitions import ChoiceDef, PageDef, QuestionDef, SurveyDef
 from surveys.models import Answer, Choice, Page, Question, Response, Survey
 
-# v2: the definition is cached as its pickle (bytes), so that a process can tell an unchanged
-# definition without unpickling it.
-_DEFINITION_KEY = "survey-definition:v2:{slug}"
+_DEFINITION_KEY = "survey-definition:v1:{slug}"
 _RESULTS_KEY = "survey-results:v2:{survey_id}"
 _OPEN_SURVEYS_KEY = "open-surveys:v1"
-# This process's copy of each definition it served last: {slug: (its pickle, the SurveyDef)}.
+# Cached in place of a definition for a slug that does not exist, so that requests for unknown
+# surveys do not reach the database every time.
+_MISSING = "missing"
+# This process's copy of each definition it served: {slug: (the cache's bytes, SurveyDef)}.
 # Every page view of a survey reads the same definition; unpickling it again each time was a
-# tenth of a page GET's CPU (app/README.md). At most this many slugs, then the lot starts over.
-_UNPICKLED = {}
-_MAX_UNPICKLED = 1024
+# tenth of a page GET's CPU (app/README.md).
+_UNPICKLED = memo.Recent(256)
 
 
 def definition_cache_key(slug):
@@ -35,26 +37,41 @@ def survey_definition(slug):
     A miss is rebuilt from the primary: a replica may not have replayed the author's last change
     yet, and what is cached stays for an hour. Misses are rare (an author's change refreshes the
     entry), so the four reads cost the primary little. `add`, not `set`: a refresh that ran
-    while this miss was being built has the newer definition and is not overwritten. An unknown
-    slug is cached too (the pickle of None), so that it does not reach the database every time.
-
-    The cache hands back the pickle, and the SurveyDef this process made from the same bytes
-    last time is used again: the same objects for every request until the survey changes, so
-    what is made from a page once (forms.page_inputs_html) can be kept.
+    while this miss was being built has the newer definition and is not overwritten.
     """
     key = definition_cache_key(slug)
-    pickled = cache.get(key)
+    found, cached = _cached_definition(slug, key)
+    if not found:
+        cached = survey_definition_build(slug, using=PRIMARY) or _MISSING
+        cache.add(key, cached, settings.TALLY_DEFINITION_CACHE_SECONDS)
+    return None if cached == _MISSING else cached
+
+
+def _cached_definition(slug, key):
+    """(found, what the cache holds for `key`), as cache.get() would give it, except that with
+    django-redis the value's bytes are read and unpickled only when they differ from what this
+    process unpickled last for `slug`: the same objects then serve every request until the
+    survey changes, and what is made from a page once (forms.page_inputs_html) can be kept.
+
+    The cache is best effort here as everywhere (IGNORE_EXCEPTIONS): a Redis error is a miss.
+    """
+    client = getattr(cache, "client", None)
+    if not isinstance(client, DefaultClient):  # the naive bench's DummyCache, for one
+        value = cache.get(key)
+        return value is not None, value
+    try:
+        pickled = client.get_client(write=False).get(client.make_key(key))
+    except (RedisError, OSError):
+        return False, None
     if pickled is None:
-        pickled = _pickle(survey_definition_build(slug, using=PRIMARY))
-        cache.add(key, pickled, settings.TALLY_DEFINITION_CACHE_SECONDS)
+        return False, None
     last = _UNPICKLED.get(slug)
     if last is not None and last[0] == pickled:
-        return last[1]
-    definition = _unpickle(pickled)
-    if len(_UNPICKLED) >= _MAX_UNPICKLED:
-        _UNPICKLED.clear()
-    _UNPICKLED[slug] = (pickled, definition)
-    return definition
+        return True, last[1]
+    value = client.decode(pickled)
+    if value != _MISSING:  # unknown slugs are not kept: they would push out the real ones
+        _UNPICKLED.put(slug, (pickled, value))
+    return True, value
 
 
 def survey_definition_store(slug, definition):
@@ -63,22 +80,13 @@ def survey_definition_store(slug, definition):
     if definition is None:
         cache.delete(key)
     else:
-        cache.set(key, _pickle(definition), settings.TALLY_DEFINITION_CACHE_SECONDS)
+        cache.set(key, definition, settings.TALLY_DEFINITION_CACHE_SECONDS)
 
 
 def cached_definition(slug):
-    """The SurveyDef the cache holds for `slug` now (None: none or unknown), without building."""
-    pickled = cache.get(definition_cache_key(slug))
-    return None if pickled is None else _unpickle(pickled)
-
-
-def _pickle(definition):
-    return pickle.dumps(definition, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _unpickle(pickled):
-    # What the cache holds was written by this app (django-redis unpickles every value anyway).
-    return pickle.loads(pickled)  # noqa: S301
+    """The SurveyDef the cache holds for `slug` now (None: none), without building it."""
+    cached = cache.get(definition_cache_key(slug))
+    return None if cached is None or cached == _MISSING else cached
 
 
 def survey_definition_build(slug, *, using=None):

@@ -12,7 +12,7 @@ from django.utils.functional import SimpleLazyObject
 from django.views.decorators.http import require_GET, require_http_methods
 
 from routing.state import reads_from_replica
-from surveys import selectors, services, takers
+from surveys import memo, selectors, services, takers
 from surveys.forms import (
     PageForm,
     StartForm,
@@ -242,10 +242,8 @@ def survey_results(request, slug):
 # This process's rendering of each survey's counts: {survey id: (the results, their HTML)}. The
 # results change once per rebuild (TALLY_RESULTS_CACHE_SECONDS), and rendering a survey's
 # counts (a section per question, a bar per choice) was most of a warm results page's CPU, so
-# each process renders them once per rebuild. At most this many surveys, then the lot starts
-# over.
-_RESULTS_HTML = {}
-_MAX_RESULTS_HTML = 1024
+# each process renders them once per rebuild.
+_RESULTS_HTML = memo.Recent(256)
 
 
 def _results_counts_html(survey_id, results):
@@ -253,7 +251,5 @@ def _results_counts_html(survey_id, results):
     if last is not None and last[0] == results:
         return last[1]
     html = render_to_string("surveys/results_counts.html", {"results": results})
-    if len(_RESULTS_HTML) >= _MAX_RESULTS_HTML:
-        _RESULTS_HTML.clear()
-    _RESULTS_HTML[survey_id] = (results, html)
+    _RESULTS_HTML.put(survey_id, (results, html))
     return html

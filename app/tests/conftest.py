@@ -140,6 +140,7 @@ def clean_slate(replication):
 
     from routing import state
     from routing.replicas import pool
+    from surveys import memo
 
     # Code the test runs outside a request gets routing state of its own, as a script would.
     token = state.begin(floor=None)
@@ -159,6 +160,7 @@ def clean_slate(replication):
         conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     for alias in ("default", "sessions"):
         caches[alias].clear()
+    memo.clear_all()  # what the process kept from this test's surveys: ids start at 1 again
     pool.cache_clear()
     replication.wait_for_replay()
 

@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.cache import cache
+from django.utils.html import escape
 
 from routing.replicas import pool
 from surveys import selectors
@@ -46,17 +47,19 @@ def test_page_positions_become_ordinals_whatever_numbers_the_author_used(replica
 def test_a_process_unpickles_a_definition_once_until_the_survey_changes(replication):
     from surveys import services
 
-    definition = seeded_survey(replication)
+    definition = seeded_survey(replication)  # built on the cache's miss
+    served = selectors.survey_definition("climate")  # from the cache
+    assert served == definition
     # The same objects for every request while the cached definition is the same...
-    assert selectors.survey_definition("climate") is selectors.survey_definition("climate")
-    assert selectors.survey_definition("climate") == definition
+    assert selectors.survey_definition("climate") is served
+    assert selectors.survey_definition("climate") is served
     question = definition.page(1).questions[0]
     with replication.connect(replication.primary) as conn:
         conn.execute("UPDATE surveys_question SET text = 'Reworded?' WHERE id = %s", [question.id])
     # ... and the new definition as soon as the cache has it (an author's change refreshes it).
     services.survey_definition_refresh(slug="climate")
     changed = selectors.survey_definition("climate")
-    assert changed is not definition
+    assert changed is not served
     assert changed.page(1).questions[0].text == "Reworded?"
     assert selectors.cached_definition("climate") == changed
 
@@ -68,3 +71,19 @@ def test_an_unknown_survey_is_remembered_as_unknown_without_asking_again(replica
     with queries_by_alias() as queries:
         assert selectors.survey_definition("no-such-survey") is None
     assert sum(map(len, queries.values())) == 0
+
+
+def test_a_cache_that_cannot_be_reached_costs_a_build_not_an_error(
+    client, replication, redis_servers
+):
+    seeded_survey(replication)
+    url = start(client)
+    redis_servers.cache.stop()
+    try:
+        definition = selectors.survey_definition("climate")  # built from the primary
+        page = client.get(url)
+    finally:
+        redis_servers.cache.start()
+    assert definition.slug == "climate"
+    assert page.status_code == 200
+    assert escape(definition.page(1).questions[0].text) in page.content.decode()
