@@ -158,23 +158,34 @@ GROUP BY s.id ORDER BY count(*) DESC, s.id LIMIT 1;
 
 
 def pgbench_script(questions: list[str]) -> str:
-    """The app's page submit (services.response_submit_page), as its SQL."""
-    rows = ",\n  ".join(
-        f"(:r, {q}, '{{1}}', 3, 'Fine.', gen_random_uuid(), now())" for q in questions
-    )
+    """The app's page submit (services.response_submit_page) as its SQL: the page's save in one
+    statement (its own transaction), then the WAL position after its commit."""
+    answers = json.dumps(
+        [
+            {"question_id": int(q), "choice_ids": [1], "scale_value": 3, "text_value": "Fine."}
+            for q in questions
+        ]
+    )  # json.dumps puts a space after each colon: nothing pgbench would read as a :variable
     return f"""\\set r random(:lo, :hi)
-BEGIN;
-UPDATE surveys_response SET reached_page = GREATEST(reached_page, 2), updated_at = now()
-  WHERE id = :r AND completed_at IS NULL AND reached_page >= 1;
-INSERT INTO surveys_answer
-  (response_id, question_id, choice_ids, scale_value, text_value, submission_id, updated_at)
-VALUES
-  {rows}
-ON CONFLICT (response_id, question_id) DO UPDATE SET choice_ids = EXCLUDED.choice_ids,
-  scale_value = EXCLUDED.scale_value, text_value = EXCLUDED.text_value,
-  submission_id = EXCLUDED.submission_id, updated_at = EXCLUDED.updated_at;
+WITH advanced AS (
+  UPDATE surveys_response SET reached_page = GREATEST(reached_page, 2), updated_at = now()
+   WHERE id = :r AND completed_at IS NULL AND reached_page >= 1
+  RETURNING id
+), saved AS (
+  INSERT INTO surveys_answer
+    (response_id, question_id, choice_ids, scale_value, text_value, submission_id, updated_at)
+  SELECT advanced.id, a.question_id, a.choice_ids, a.scale_value, a.text_value,
+         gen_random_uuid(), now()
+    FROM advanced
+   CROSS JOIN jsonb_to_recordset('{answers}'::jsonb)
+         AS a(question_id bigint, choice_ids bigint[], scale_value smallint, text_value text)
+  ON CONFLICT (response_id, question_id) DO UPDATE SET choice_ids = EXCLUDED.choice_ids,
+    scale_value = EXCLUDED.scale_value, text_value = EXCLUDED.text_value,
+    submission_id = EXCLUDED.submission_id, updated_at = EXCLUDED.updated_at
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM advanced);
 SELECT pg_current_wal_lsn();
-COMMIT;
 """
 
 

@@ -2,11 +2,10 @@
 
 import enum
 
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
+from django.db import IntegrityError, connections, router
 from django.utils import timezone
 from psycopg.errors import ForeignKeyViolation
+from psycopg.types.json import Jsonb
 
 from routing import PRIMARY
 from surveys.definitions import QuestionDef
@@ -49,51 +48,72 @@ def response_start(*, survey_id, start_key=None):
     return Response(survey_id=survey_id, start_key=start_key, **dict(zip(fields, row, strict=True)))
 
 
-def response_submit_page(*, response_id, page, cleaned, submission_id=None):
-    """Save one page of answers in one transaction: lock and advance the response, upsert answers.
+# A page's save as one statement: advance the response (row-locking it, and checking that it is
+# still open and that the page was reached), then upsert the page's answers, only if it advanced.
+# In autocommit that is its own transaction: one round trip where a transaction of two
+# statements took four (BEGIN went with the first; the COMMIT was one more), and no queryset
+# or model instance per answer to build (a third of a page POST's CPU, `make profile` found).
+# The answers come as one JSON array, each {question_id, choice_ids, scale_value, text_value}.
+_SUBMIT_PAGE_SQL = """
+WITH advanced AS (
+    UPDATE surveys_response
+       SET reached_page = GREATEST(reached_page, %(next_page)s), updated_at = %(now)s
+     WHERE id = %(response_id)s AND completed_at IS NULL AND reached_page >= %(page)s
+ RETURNING id
+), saved AS (
+    INSERT INTO surveys_answer
+           (response_id, question_id, choice_ids, scale_value, text_value, submission_id,
+            updated_at)
+    SELECT advanced.id, a.question_id, a.choice_ids, a.scale_value, a.text_value,
+           %(submission_id)s, %(now)s
+      FROM advanced
+     CROSS JOIN jsonb_to_recordset(%(answers)s)
+           AS a(question_id bigint, choice_ids bigint[], scale_value smallint, text_value text)
+        ON CONFLICT (response_id, question_id) DO UPDATE
+       SET choice_ids = EXCLUDED.choice_ids, scale_value = EXCLUDED.scale_value,
+           text_value = EXCLUDED.text_value, submission_id = EXCLUDED.submission_id,
+           updated_at = EXCLUDED.updated_at
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM advanced)
+"""
 
-    Two statements on the primary whatever the page's size. The UPDATE comes first so that it
-    row-locks the response and checks in the same statement that it is still open and that the
-    page was reached; a replayed POST then upserts the same rows and duplicates nothing.
-    A question deleted since the page's definition was read fails its foreign key at the
-    commit: nothing is saved, and the outcome says the definition changed.
+
+def response_submit_page(*, response_id, page, cleaned, submission_id=None):
+    """Save one page of answers: advance the response and upsert the answers (1 statement).
+
+    The response is advanced first, so that it is row-locked and checked to be open, with the
+    page reached, before any answer is written; a replayed POST then upserts the same rows and
+    duplicates nothing. A question deleted since the page's definition was read fails its
+    foreign key at the commit: nothing is saved, and the outcome says the definition changed.
     """
     now = timezone.now()
     answers = [
-        Answer(
-            response_id=response_id,
-            question_id=question.id,
-            submission_id=submission_id,
-            updated_at=now,
+        {
+            "question_id": question.id,
+            **_ANSWER_BLANK,
             **_answer_values(question, cleaned.get(question.field_name)),
-        )
+        }
         for question in page.questions
     ]
+    parameters = {
+        "response_id": response_id,
+        "page": page.position,
+        "next_page": page.position + 1,
+        "now": now,
+        "submission_id": submission_id,
+        "answers": Jsonb(answers),
+    }
+    alias = router.db_for_write(Answer)  # also tells the routing that this request wrote
     try:
-        with transaction.atomic(using=PRIMARY):
-            advanced = Response.objects.filter(
-                pk=response_id, completed_at__isnull=True, reached_page__gte=page.position
-            ).update(reached_page=Greatest(F("reached_page"), page.position + 1), updated_at=now)
-            if not advanced:
-                return _why_not_open(response_id)
-            if answers:
-                Answer.objects.bulk_create(
-                    answers,
-                    update_conflicts=True,
-                    unique_fields=["response", "question"],
-                    update_fields=[
-                        "choice_ids",
-                        "scale_value",
-                        "text_value",
-                        "submission_id",
-                        "updated_at",
-                    ],
-                )
+        with connections[alias].cursor() as cursor:
+            cursor.execute(_SUBMIT_PAGE_SQL, parameters)
+            (advanced,) = cursor.fetchone()
     except IntegrityError as error:
         if isinstance(error.__cause__, ForeignKeyViolation):
             return Outcome.DEFINITION_CHANGED
         raise
-    return Outcome.SAVED
+    return Outcome.SAVED if advanced else _why_not_open(response_id)
 
 
 def response_complete(*, response_id, page_count):
@@ -119,6 +139,10 @@ def _why_not_open(response_id):
     if state["completed_at"] is not None:
         return Outcome.COMPLETED_ALREADY
     return Outcome.PAGE_NOT_REACHED
+
+
+# An answer's columns as a new row has them: what _answer_values() does not set.
+_ANSWER_BLANK = {"choice_ids": [], "scale_value": None, "text_value": ""}
 
 
 def _answer_values(question: QuestionDef, value):
