@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 from capacity import calibration
 from capacity import model as capacity_model
 from loadtests import analysis, plan, report, runner
-from loadtests.fleet import ROOT, Fleet
+from loadtests.fleet import Fleet, report_folder
 
 # The verdicts each shape is judged on; the others are printed.
 SOAK_JUDGED = {
@@ -151,10 +150,7 @@ def main(argv=None) -> int:
     if stale:
         print(f"loadtest: {stale}", file=sys.stderr, flush=True)
         the_plan.model["uncalibrated"] = stale
-    out = (
-        args.out
-        or ROOT / "build" / args.env / "loadtest" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.shape}"
-    )
+    out = report_folder(args.env, "loadtest", args.out, suffix=f"-{args.shape}")
     run = runner.execute(fleet, the_plan, out, args.processes)
     verdict_list = analysis.verdicts(
         the_plan,

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 
 from capacity import model as capacity_model
 from loadtests import analysis, plan, report, runner
-from loadtests.fleet import ROOT, Fleet
+from loadtests.fleet import Fleet, report_folder
 
 CLIMB_USERS = (1, 2, 4, 8, 16, 32, 64)
 PGBENCH_CLIENTS = (1, 2, 4, 8)
@@ -262,8 +262,7 @@ def main(argv=None) -> int:
     inputs = capacity_model.load(args.env)
     values = {**capacity_model.evaluate(inputs).values, "calibrated": inputs.calibrated}
     objective = values["latency_p95_ms"]
-    out = args.out or ROOT / "build" / args.env / "bench" / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(args.env, "bench", args.out)
 
     measured = {}
     for name, profile in (("tuned", "taker"), ("trivial", "trivial"), ("naive", "taker")):

@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 
 from loadtests import analysis, ledger, runner
 from loadtests.__main__ import arguments, build_plan
-from loadtests.fleet import ROOT, Fleet, vault
+from loadtests.fleet import ROOT, Fleet, report_folder, vault
 from loadtests.forms import SURVEY_LINK, Form
 from loadtests.releases import scratch_release
 from loadtests.samplers import APP_READS_SQL
@@ -1682,7 +1682,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown drill(s) {', '.join(unknown)}; drills: {', '.join(DRILLS)}")
     fleet = Fleet.of(args.env)
-    out = args.out or ROOT / "build" / args.env / "drills" / time.strftime("%Y%m%d-%H%M%S")
+    out = report_folder(args.env, "drills", args.out)
     summary = run(fleet, args.names or list(DRILLS), out, args.light)
     print(f"drills: report {out / 'index.md'}")
     failed = [name for name, d in summary["drills"].items() if not d["passed"]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,3 +316,10 @@ class Fleet:
             "    sys.exit(1)\n"
         )
         return self.run(source, "python3", "-", stdin=probe).returncode == 0
+
+
+def report_folder(env: str, kind: str, given: Path | None = None, suffix: str = "") -> Path:
+    """Where a run's report goes: `given`, or build/ENV/KIND/<time><suffix>, made if missing."""
+    out = given or ROOT / "build" / env / kind / f"{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from loadtests import runner
 from loadtests.__main__ import arguments, build_plan
-from loadtests.fleet import ROOT, Fleet
+from loadtests.fleet import ROOT, Fleet, report_folder
 
 # A frame as py-spy writes it: `function (path/to/file.py:line)`; without a line for native
 # frames and when it cannot tell.
@@ -143,8 +143,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     fleet = Fleet.of(args.env)
     host = fleet.hosts("web")[0]
-    out = args.out or ROOT / "build" / args.env / "profile" / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(args.env, "profile", args.out)
     seconds = args.warmup + args.seconds + 10  # the load outlasts the sampling
     the_plan = build_plan(
         arguments([args.env, "--shape", "soak", "--seconds", str(seconds)]), fleet

@@ -18,13 +18,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from loadtests import analysis, runner
 from loadtests.__main__ import arguments, build_plan
 from loadtests.drills import set_replication
-from loadtests.fleet import ROOT, Fleet
+from loadtests.fleet import Fleet, report_folder
 
 MODES = {"async": 0, "sync": 1}
 POST = "page POST"
@@ -123,8 +122,7 @@ def main(argv=None) -> int:
     fleet = Fleet.of(args.env)
     if not fleet.hosts("db_replica"):
         p.error(f"{args.env} has no replica: synchronous replication needs one")
-    out = args.out or ROOT / "build" / args.env / "replication" / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(args.env, "replication", args.out)
     the_plan = build_plan(
         arguments([args.env, "--shape", "soak", "--seconds", str(args.seconds)]), fleet
     )
