@@ -87,7 +87,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Connections to the local pgbouncer are kept for a minute: a fresh one costs a SCRAM handshake
 # (thousands of PBKDF2 rounds on both ends) on every request, and an idle client connection
 # holds no server connection in transaction mode, so keeping it is cheap. The health check
-# replaces a connection that pgbouncer or a restart closed.
+# replaces a connection that pgbouncer or a restart closed: tally/postgresql/base.py polls the
+# socket instead of sending a SELECT 1 through pgbouncer.
 # https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
 CONN_MAX_AGE = env_int("TALLY_DB_CONN_MAX_AGE", 60, minimum=0)
 
@@ -96,6 +97,8 @@ def _database(url, *, connect_timeout):
     config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(f"Tally needs PostgreSQL; {config['ENGINE']} is not supported.")
+    # Django's backend with a health check that sends nothing while the socket is quiet.
+    config["ENGINE"] = "tally.postgresql"
     # Transaction pooling hands each transaction a possibly different server connection, so:
     # - no server-side cursors (they outlive the transaction that opened them);
     #   https://docs.djangoproject.com/en/5.2/ref/databases/#transaction-pooling-and-server-side-cursors

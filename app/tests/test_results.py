@@ -5,6 +5,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache, caches
 
 from routing import PRIMARY
@@ -78,6 +79,20 @@ def test_a_stale_copy_is_served_while_another_request_rebuilds(replication, slow
     assert selectors.survey_results(definition)["started"] == 1
     assert selectors.survey_results(definition)["started"] == 1
     assert slow_compute["calls"] == 1
+
+
+def test_a_costly_rebuild_keeps_its_copy_fresh_longer(replication, slow_compute, monkeypatch):
+    definition = seeded_survey(replication, pages=1, questions_per_page=2)
+    cache.delete(_key(definition))
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(selectors.time, "monotonic", lambda: clock["now"])
+    rebuild = slow_compute["release"]
+    monkeypatch.setattr(rebuild, "wait", lambda timeout: clock.update(now=clock["now"] + 4) or True)
+    selectors.survey_results(definition)  # a rebuild that took 4 s
+    fresh_for = cache.get(_key(definition))["fresh_until"] - time.time()
+    assert 4 * selectors._RESULTS_COST_FACTOR - 5 < fresh_for <= 4 * selectors._RESULTS_COST_FACTOR
+    assert fresh_for > settings.TALLY_RESULTS_CACHE_SECONDS
+    assert cache.ttl(_key(definition)) >= fresh_for  # the stale copy outlives its freshness
 
 
 def test_a_waiter_rebuilds_itself_when_the_lock_holder_vanished(replication, slow_compute):
