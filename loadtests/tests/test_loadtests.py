@@ -66,6 +66,32 @@ def test_a_form_is_read_as_a_browser_would_send_it():
         assert "x" not in answers  # only the first post form
 
 
+TRICKY = """
+<FORM METHOD=POST action='/s/x/r/t/p/2/?a=1&amp;b=2'>
+  <input type=hidden name=csrfmiddlewaretoken value="a>b&quot;c">
+  <INPUT TYPE="Radio" NAME="q1" value='1' CHECKED><input type="radio" name="q1" value="">
+  <input name="plain" value="">
+  <textarea name="q2" rows="3">
+<input type="hidden" name="not-a-field" value="x"> &lt;b&gt; &amp; more</textarea>
+  <input type="checkbox" name="q3" value="9" checked="checked">
+</form>
+"""
+
+
+def test_a_form_is_read_from_any_way_of_writing_its_tags():
+    form = Form(TRICKY)
+    assert form.action == "/s/x/r/t/p/2/?a=1&b=2"
+    assert form.hidden == {"csrfmiddlewaretoken": 'a>b"c', "plain": ""}
+    assert form.radios == {"q1": ["1", ""]}
+    assert form.checkboxes == {"q3": ["9"]}
+    assert form.texts == ["q2"]
+    assert form.saved == {
+        "q1": ["1"],
+        "q2": ['<input type="hidden" name="not-a-field" value="x"> <b> & more'],
+        "q3": ["9"],
+    }
+
+
 def test_step_stages_climb_past_the_predicted_capacity_and_around_the_knee():
     p = predicted()
     stages = plan.step_stages(p, p.think_time_s, 60)
